@@ -1,0 +1,302 @@
+"""Run-directory layout, the checkpoint schedule, atomic saves, verified loads and resume.
+
+A run directory is the unit users share; every command works on a copy of it::
+
+    <run>/config.json            RunConfig, d_vocab resolved: rebuilds the model alone
+    <run>/run.json               status (training | finished | failed), pid, host, data
+                                 fingerprint, planned checkpoint steps, versions
+    <run>/metrics.h5             every series (see interp.store and docs/ARCHITECTURE.md)
+    <run>/step_000123/           one checkpoint = the weights after 123 optimiser updates
+        model.safetensors        weights with TransformerLens names
+        trainer.safetensors      optimizer moments and RNG states
+        trainer.json             step, tokens, data position, lr, optimizer hyper-parameters
+        manifest.json            sha256 and size of each file above; written last
+
+Nothing is pickled: tensors go to safetensors, everything else to JSON, so loading a file
+never executes code from it. A checkpoint is written into a hidden temporary directory and
+renamed into place, so a crash mid-write never leaves a ``step_*`` directory that looks
+complete; ``manifest.json`` lets a reader detect later corruption.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from interp.config import RunConfig, TrainConfig
+from interp.errors import CheckpointError, InterpError
+from interp.model import Transformer
+
+CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
+FILES = ("model.safetensors", "trainer.safetensors", "trainer.json")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+# --------------------------------------------------------------------------- schedule
+
+def checkpoint_schedule(train: TrainConfig) -> list[int]:
+    """Steps to checkpoint at: log-spaced early, evenly spaced over the run, plus 0 and the end.
+
+    ``log_checkpoints`` steps are spaced evenly in log(step) from 1 to ``log_until * steps``
+    (induction heads form early, and log spacing resolves a change at any scale), and
+    ``linear_checkpoints`` are spaced evenly from 0 to ``steps``. Duplicates collapse, so
+    short runs get fewer checkpoints than the sum.
+    """
+    log_end = max(1.0, train.log_until * train.steps)
+    log_steps = np.geomspace(1, log_end, train.log_checkpoints) if train.log_checkpoints else []
+    linear_steps = np.linspace(0, train.steps, train.linear_checkpoints + 1)
+    steps = {0, train.steps, *(int(round(s)) for s in log_steps), *(int(round(s)) for s in linear_steps)}
+    return sorted(s for s in steps if 0 <= s <= train.steps)
+
+
+# --------------------------------------------------------------------------- run directory
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One complete checkpoint directory."""
+
+    path: Path
+    step: int
+
+
+def list_checkpoints(run_dir: Path) -> list[Checkpoint]:
+    """Complete checkpoints (those with a manifest), sorted by step."""
+    found = []
+    for child in Path(run_dir).iterdir() if Path(run_dir).is_dir() else []:
+        match = CHECKPOINT_PATTERN.match(child.name)
+        if match and (child / "manifest.json").is_file():
+            found.append(Checkpoint(child, int(match.group(1))))
+    return sorted(found, key=lambda c: c.step)
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    """The run's config, with a one-line error for a missing or foreign directory."""
+    path = Path(run_dir) / "config.json"
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"run directory '{run_dir}' does not exist; "
+                              f"list runs with 'interp runs' or pass a path under checkpoints/")
+    if not path.is_file():
+        raise CheckpointError(f"'{run_dir}' has no config.json, so it is not an interp run directory")
+    try:
+        return RunConfig.from_json(path.read_text())
+    except (json.JSONDecodeError, InterpError) as err:
+        raise CheckpointError(f"{path} cannot be read ({err}); the run directory is damaged") from None
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    _fsync_file(tmp)
+    os.replace(tmp, path)
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "run.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def update_run_info(run_dir: Path, **fields: Any) -> None:
+    info = read_run_info(run_dir)
+    info.update(fields, updated=time.time())
+    write_json_atomic(Path(run_dir) / "run.json", info)
+
+
+def run_status(run_dir: Path) -> str:
+    """``training`` (its process is alive), ``finished``, ``failed`` or ``interrupted``."""
+    info = read_run_info(run_dir)
+    status = info.get("status", "unknown")
+    if status == "training" and info.get("host") == socket.gethostname():
+        if not _pid_alive(info.get("pid", -1)):
+            return "interrupted"
+    return status
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- saving
+
+def save_checkpoint(
+    run_dir: Path,
+    model: Transformer,
+    optimizer: torch.optim.Optimizer,
+    trainer: dict[str, Any],
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write ``step_{trainer['step']}`` atomically; returns its path.
+
+    Args:
+        trainer: JSON-serialisable trainer state; must contain ``step``.
+        extra_tensors: tensors to keep beside the optimizer state (RNG states).
+    """
+    run_dir = Path(run_dir)
+    final = run_dir / checkpoint_name(trainer["step"])
+    tmp = run_dir / f".{final.name}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(_cpu_contiguous(model.state_dict()), tmp / "model.safetensors")
+    tensors, optim_meta = optimizer_to_flat(optimizer)
+    save_file(_cpu_contiguous({**tensors, **(extra_tensors or {})}), tmp / "trainer.safetensors")
+    (tmp / "trainer.json").write_text(json.dumps({**trainer, "optimizer": optim_meta}, indent=2))
+    manifest = {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
+                for name in FILES}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    for name in (*FILES, "manifest.json"):
+        _fsync_file(tmp / name)
+    if final.exists():  # a rerun of the same step (resume) replaces it whole
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _fsync_dir(run_dir)
+    return final
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete half-written checkpoint directories left by a crash."""
+    for child in Path(run_dir).glob(".step_*.tmp*"):
+        shutil.rmtree(child, ignore_errors=True)
+
+
+def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state dict into flat tensors and JSON-able hyper-parameters."""
+    state = optimizer.state_dict()
+    tensors = {f"optimizer/{index}/{key}": value
+               for index, slots in state["state"].items()
+               for key, value in slots.items() if torch.is_tensor(value)}
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items()}
+              for group in state["param_groups"]]
+    return tensors, {"param_groups": groups}
+
+
+def optimizer_from_flat(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    """Inverse of :func:`optimizer_to_flat`: a state dict for ``optimizer.load_state_dict``."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer/"):
+            _, index, slot = key.split("/", 2)
+            state.setdefault(int(index), {})[slot] = value
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in group.items()}
+              for group in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+# --------------------------------------------------------------------------- loading
+
+def verify_checkpoint(path: Path) -> None:
+    """Raise CheckpointError unless every file matches its manifest entry."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        raise CheckpointError(f"checkpoint {path} has no readable manifest.json; it is incomplete") from None
+    for name, entry in manifest.items():
+        file = path / name
+        if not file.is_file() or file.stat().st_size != entry["bytes"] or _sha256(file) != entry["sha256"]:
+            raise CheckpointError(f"checkpoint {path} fails its integrity check ({name} differs from "
+                                  f"manifest.json); delete it, or resume from an earlier one")
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", verify: bool = True) -> Transformer:
+    """Rebuild a model from a checkpoint directory (or a run directory: its last checkpoint).
+
+    Needs only ``config.json`` beside the checkpoint and ``model.safetensors``; no training
+    code runs and nothing in the files is executed.
+    """
+    path = Path(path)
+    if not (path / "model.safetensors").is_file():
+        checkpoints = list_checkpoints(path)
+        if not checkpoints:
+            read_config(path)  # raises the clearer error for a missing or foreign directory
+            raise CheckpointError(f"run '{path}' has no complete checkpoint yet")
+        path = checkpoints[-1].path
+    if verify:
+        verify_checkpoint(path)
+    config = read_config(path.parent)
+    model = Transformer(config.model)
+    model.load_state_dict(load_file(path / "model.safetensors"))
+    return model.to(device).eval()
+
+
+@dataclass
+class TrainerState:
+    """What a resumed run continues from."""
+
+    step: int
+    trainer: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+
+def load_trainer_state(checkpoint: Checkpoint, model: Transformer,
+                       optimizer: torch.optim.Optimizer) -> TrainerState:
+    """Load weights and optimizer state in place; return the step and the remaining state."""
+    verify_checkpoint(checkpoint.path)
+    model.load_state_dict(load_file(checkpoint.path / "model.safetensors", device=str(model.device)))
+    tensors = load_file(checkpoint.path / "trainer.safetensors")
+    trainer = json.loads((checkpoint.path / "trainer.json").read_text())
+    optimizer.load_state_dict(optimizer_from_flat(tensors, trainer.pop("optimizer")))
+    return TrainerState(step=int(trainer["step"]), trainer=trainer, tensors=tensors)
+
+
+def last_good_checkpoint(run_dir: Path) -> Checkpoint | None:
+    """The newest checkpoint that passes its integrity check (older ones are tried in turn)."""
+    for checkpoint in reversed(list_checkpoints(run_dir)):
+        try:
+            verify_checkpoint(checkpoint.path)
+            return checkpoint
+        except CheckpointError:
+            continue
+    return None
+
+
+def resolved_config(config: RunConfig, d_vocab: int) -> RunConfig:
+    """The config with the vocabulary size filled in from the data."""
+    if config.model.d_vocab not in (0, d_vocab):
+        raise CheckpointError(f"model.d_vocab={config.model.d_vocab} but the tokenizer has {d_vocab} "
+                              f"tokens; set model.d_vocab=0 to take it from the data")
+    return replace(config, model=replace(config.model, d_vocab=d_vocab))
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _cpu_contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,112 @@
+"""The ``interp`` command: train, resume, list presets and runs, summarise, quickstart.
+
+Bad input of any kind ends with one line on stderr (``interp: error: ...``) and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from interp.errors import InterpError
+
+DEFAULT_ROOT = Path("checkpoints")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from interp.config import PRESETS
+
+    parser = argparse.ArgumentParser(prog="interp", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a preset (with overrides) or resume a run")
+    train.add_argument("preset", nargs="?", default="default", help=f"one of: {', '.join(PRESETS)}")
+    train.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="config overrides such as model.n_layers=3 or lr=1e-3")
+    train.add_argument("--config", help="a .toml/.json/.yaml file of config values")
+    train.add_argument("--out", type=Path, default=DEFAULT_ROOT, help="where run directories go")
+    train.add_argument("--name", help="run directory name (default: preset and time)")
+    train.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN from its last checkpoint")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sub.add_parser("presets", help="list the presets and what each shows")
+    runs = sub.add_parser("runs", help="list runs and their status")
+    runs.add_argument("root", nargs="?", type=Path, default=DEFAULT_ROOT)
+    summary = sub.add_parser("summary", help="print a run's summary")
+    summary.add_argument("run", type=Path)
+    quick = sub.add_parser("quickstart", help="train the default preset (or resume it) and summarise")
+    quick.add_argument("preset", nargs="?", default="default")
+    quick.add_argument("--out", type=Path, default=DEFAULT_ROOT)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> Path:
+    from interp.config import build_config
+    from interp.train import train
+
+    if args.resume:
+        return train(None, args.resume, resume=True, progress=not args.no_progress)  # type: ignore[arg-type]
+    config = build_config(args.preset, args.config, args.overrides)
+    name = args.name or f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return train(config, args.out / name, progress=not args.no_progress)
+
+
+def _quickstart(args: argparse.Namespace) -> Path:
+    """Train ``preset`` into ``<out>/<preset>`` unless it finished already; resume it if it broke."""
+    from interp.checkpoints import list_checkpoints, run_status
+    from interp.config import preset
+    from interp.train import train
+
+    run_dir = args.out / args.preset
+    status = run_status(run_dir) if run_dir.exists() else "new"
+    if status == "finished":
+        print(f"{run_dir} is already trained; showing its summary (delete it to train again)")
+    elif status != "new" and list_checkpoints(run_dir):
+        train(None, run_dir, resume=True)  # type: ignore[arg-type]
+    else:
+        train(preset(args.preset), run_dir)
+    return run_dir
+
+
+def _runs(root: Path) -> None:
+    from interp.checkpoints import list_checkpoints, read_run_info, run_status
+
+    runs = sorted(p for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
+    if not runs:
+        print(f"no runs under {root}; start one with 'interp train'")
+    for run in runs:
+        info = read_run_info(run)
+        print(f"{run.name:40s} {run_status(run):12s} {len(list_checkpoints(run)):4d} checkpoints  "
+              f"step {info.get('step', '-')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        if args.command == "presets":
+            from interp.config import PRESET_HELP, PRESETS
+
+            for name in PRESETS:
+                print(f"{name:15s} {PRESET_HELP.get(name, '')}")
+        elif args.command == "runs":
+            _runs(args.root)
+        elif args.command in ("train", "quickstart", "summary"):
+            from interp.summary import summarize
+
+            run_dir = {"train": _train, "quickstart": _quickstart}.get(args.command, lambda a: a.run)(args)
+            print(summarize(run_dir))
+    except InterpError as err:
+        print(f"interp: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interp: interrupted; continue with 'interp train --resume RUN'", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

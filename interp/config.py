@@ -1,0 +1,443 @@
+"""Run configuration: one dataclass per run, presets by name, files and ``key=value`` overrides.
+
+A :class:`RunConfig` holds everything needed to rebuild a model and repeat its training:
+``model`` (shape and architecture), ``data`` (corpus and tokenizer) and ``train`` (optimiser,
+schedule, checkpoints). It is validated on construction and never mutated; derived values are
+properties, and changes make a new config through :func:`dataclasses.replace`.
+
+Overrides name a field as ``section.field=value`` (``model.n_layers=3``) or, when the field
+name is unique across sections, as ``field=value`` (``lr=1e-3``). Unknown keys and bad values
+raise :class:`~interp.errors.ConfigError` with the list of what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from interp.errors import ConfigError
+
+Positional = Literal["learned", "shortformer", "rotary", "none"]
+Normalization = Literal["layernorm", "none"]
+Activation = Literal["gelu", "relu"]
+SourceKind = Literal["stdlib", "files", "jsonl", "hf", "tokens", "markov"]
+Packing = Literal["document", "concatenate"]
+Schedule = Literal["constant", "cosine", "linear"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape and architecture of a small transformer.
+
+    Attributes:
+        n_layers: number of transformer blocks (1 to any).
+        d_model: width of the residual stream.
+        n_heads: attention heads per layer.
+        d_head: width of each head's queries, keys and values.
+        n_ctx: context length in tokens.
+        d_vocab: vocabulary size; 0 means "take it from the data" (resolved before training
+            and saved resolved, so a saved config rebuilds the model alone).
+        attn_only: if True the blocks have no MLP (the paper's attention-only models).
+        d_mlp: hidden width of the MLP when ``attn_only`` is False.
+        act_fn: MLP non-linearity.
+        positional: ``learned`` absolute embeddings added to the residual stream;
+            ``shortformer`` embeddings added only to the inputs of queries and keys;
+            ``rotary`` rotations of queries and keys; ``none``.
+        normalization: ``layernorm`` before attention, MLP and unembedding, or ``none``.
+        smeared_key: per-head trainable alpha mixing each key with the previous one,
+            k'_j = sigmoid(alpha) k_j + (1 - sigmoid(alpha)) k_{j-1} (Olsson et al. 2022).
+        init_std: standard deviation of the normal initialisation of weight matrices.
+    """
+
+    n_layers: int = 2
+    d_model: int = 256
+    n_heads: int = 4
+    d_head: int = 64
+    n_ctx: int = 256
+    d_vocab: int = 0
+    attn_only: bool = True
+    d_mlp: int = 1024
+    act_fn: Activation = "gelu"
+    positional: Positional = "shortformer"
+    normalization: Normalization = "layernorm"
+    smeared_key: bool = False
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        _check(self.n_layers >= 1, "model.n_layers must be >= 1")
+        _check(min(self.d_model, self.n_heads, self.d_head, self.n_ctx) >= 1,
+               "model.d_model, n_heads, d_head and n_ctx must be >= 1")
+        _check(self.d_vocab >= 0, "model.d_vocab must be >= 0 (0 = take it from the data)")
+        _check(self.attn_only or self.d_mlp >= 1, "model.d_mlp must be >= 1 when attn_only=false")
+        _check(self.positional != "rotary" or self.d_head % 2 == 0,
+               "model.positional=rotary needs an even d_head")
+        _check(self.init_std > 0, "model.init_std must be > 0")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where tokens come from.
+
+    Attributes:
+        source: ``stdlib`` (the running interpreter's standard library source, offline on
+            every machine), ``files`` (a text file, a directory or a glob), ``jsonl`` (a JSON
+            Lines file with a text field), ``hf`` (a Hugging Face dataset: a local
+            ``save_to_disk`` folder or a hub name), ``tokens`` (a pre-tokenised ``.npy`` array,
+            1-D with ``eos_token_id`` between documents, or 2-D of fixed-length rows),
+            ``markov`` (synthetic in-context Markov chains, Edelman et al. 2024).
+        path: file, directory, glob, dataset folder or hub name for the source.
+        text_field: the field holding the text in ``jsonl`` and ``hf`` sources.
+        split: the split of an ``hf`` dataset.
+        tokenizer: ``bpe`` to train a byte-level BPE on the corpus, or the path of a
+            ``tokenizer.json`` file, or a Hugging Face tokenizer name.
+        vocab_size: vocabulary size of a trained BPE (special tokens included).
+        max_bytes: read at most this many bytes of text (0 = all); for quick looks and tests.
+        heldout_fraction: share of documents set aside (by a hash of their name) and never
+            trained on; the ICL score and other measures use them.
+        packing: ``document`` samples each training window inside one document (the ICL
+            score then measures context that belongs together); ``concatenate`` joins all
+            documents with an end-of-text token, for corpora of short documents.
+        prepend_bos: start every sequence with the BOS token (an attention sink, and the
+            paper's prefix-matching setup).
+        markov_states: number of states of the synthetic Markov chains.
+        markov_alpha: Dirichlet concentration of each row of a chain's transition matrix.
+        cache_dir: where tokenizers and token arrays are cached ("" = ``$INTERP_CACHE`` or
+            ``~/.cache/interp``).
+    """
+
+    source: SourceKind = "stdlib"
+    path: str = ""
+    text_field: str = "text"
+    split: str = "train"
+    tokenizer: str = "bpe"
+    vocab_size: int = 1024
+    max_bytes: int = 0
+    heldout_fraction: float = 0.02
+    packing: Packing = "document"
+    prepend_bos: bool = True
+    markov_states: int = 32
+    markov_alpha: float = 0.1
+    cache_dir: str = ""
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        needs_path = self.source in ("files", "jsonl", "hf", "tokens")
+        _check(not needs_path or bool(self.path),
+               f"data.source={self.source} needs data.path (a file, directory, glob or name)")
+        _check(self.vocab_size >= 260, "data.vocab_size must be >= 260 (256 bytes + specials)")
+        _check(0 < self.heldout_fraction < 0.5, "data.heldout_fraction must be in (0, 0.5)")
+        _check(self.max_bytes >= 0, "data.max_bytes must be >= 0 (0 = read everything)")
+        _check(self.markov_states >= 2, "data.markov_states must be >= 2")
+        _check(self.markov_alpha > 0, "data.markov_alpha must be > 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser, schedule, checkpoints and hardware.
+
+    Attributes:
+        seed: seeds the initialisation, the data order and every random choice.
+        steps: optimiser steps; tokens seen = steps * batch_size * n_ctx.
+        batch_size: sequences per step.
+        lr: peak learning rate of AdamW.
+        weight_decay: AdamW decoupled weight decay (not applied to biases, norms, alphas).
+        beta1, beta2: AdamW moment decay rates.
+        warmup_steps: linear warm-up from 0 to ``lr``.
+        schedule: after warm-up: ``constant``, ``cosine`` or ``linear`` decay to
+            ``min_lr_ratio * lr`` at the last step.
+        min_lr_ratio: final learning rate as a share of ``lr``.
+        grad_clip: clip the global gradient norm to this (0 = off).
+        log_checkpoints: checkpoints spaced evenly in log(step) over the first
+            ``log_until`` share of training, where the phase change usually happens.
+        linear_checkpoints: checkpoints spaced evenly over the whole run.
+        log_until: share of the run covered by the log-spaced checkpoints.
+        eval_examples: held-out sequences for the quick evaluation stored at each checkpoint.
+        device: ``auto`` (cuda, then mps, then cpu) or a device name.
+        precision: ``auto`` (bf16 autocast where the hardware does bf16 fast, else fp32),
+            ``fp32``, ``bf16`` or ``fp16`` (CUDA only, with a gradient scaler).
+        threads: CPU threads for torch (0 = leave torch's default).
+        log_every: steps between training-loss records in the metrics file.
+    """
+
+    seed: int = 0
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    beta1: float = 0.9
+    beta2: float = 0.99
+    warmup_steps: int = 100
+    schedule: Schedule = "cosine"
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    log_checkpoints: int = 30
+    linear_checkpoints: int = 40
+    log_until: float = 0.3
+    eval_examples: int = 128
+    device: Device = "auto"
+    precision: Precision = "auto"
+    threads: int = 0
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        _check(self.steps >= 1 and self.batch_size >= 1, "train.steps and batch_size must be >= 1")
+        _check(self.lr > 0, "train.lr must be > 0")
+        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "train.beta1, beta2 must be in [0, 1)")
+        _check(self.warmup_steps >= 0, "train.warmup_steps must be >= 0")
+        _check(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio must be in [0, 1]")
+        _check(self.grad_clip >= 0 and self.weight_decay >= 0,
+               "train.grad_clip and weight_decay must be >= 0")
+        _check(self.log_checkpoints >= 0 and self.linear_checkpoints >= 0,
+               "train.log_checkpoints and linear_checkpoints must be >= 0")
+        _check(0 < self.log_until <= 1, "train.log_until must be in (0, 1]")
+        _check(self.eval_examples >= 1, "train.eval_examples must be >= 1")
+        _check(self.log_every >= 1, "train.log_every must be >= 1")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs: model, data and training, plus the preset it came from."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str = "custom"
+
+    def __post_init__(self) -> None:
+        _check(self.data.source != "markov" or not self.data.prepend_bos
+               or self.model.d_vocab in (0, self.data.markov_states + 1),
+               "model.d_vocab must be 0 or markov_states + 1 for the markov source")
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.train.batch_size * self.model.n_ctx
+
+    @property
+    def total_tokens(self) -> int:
+        return self.train.steps * self.tokens_per_step
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "RunConfig":
+        """Build a config from nested dicts, refusing unknown sections and keys."""
+        unknown = set(raw) - {f.name for f in fields(cls)}
+        _check(not unknown, f"unknown config section(s) {sorted(unknown)}; "
+                            f"allowed: {[f.name for f in fields(cls)]}")
+        parts: dict[str, Any] = {}
+        for section, klass in SECTIONS.items():
+            values = raw.get(section, {})
+            _check(isinstance(values, dict), f"config section '{section}' must be a table/dict")
+            bad = set(values) - {f.name for f in fields(klass)}
+            _check(not bad, f"unknown key(s) {sorted(bad)} in [{section}]; "
+                            f"allowed: {sorted(f.name for f in fields(klass))}")
+            parts[section] = klass(**{k: _coerce(klass, k, v) for k, v in values.items()})
+        return cls(**parts, preset=str(raw.get("preset", "custom")))
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        return cls.from_dict(json.loads(text))
+
+
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+
+# --------------------------------------------------------------------------- presets
+
+def _preset_default() -> RunConfig:
+    # Found by the search recorded in docs/PRESETS.md: the smallest budget on a 2-core CPU
+    # at which a layer-1 head of a 2-layer attention-only model passes 0.5 prefix matching.
+    return RunConfig(
+        model=ModelConfig(n_layers=2, d_model=256, n_heads=4, d_head=64, n_ctx=256),
+        data=DataConfig(source="stdlib", vocab_size=1024),
+        train=TrainConfig(steps=3000, batch_size=16, lr=2e-3, warmup_steps=100),
+        preset="default",
+    )
+
+
+def _preset_markov() -> RunConfig:
+    # Edelman et al. 2024: each sequence has its own transition matrix, so only in-context
+    # statistics help; induction ("statistical induction") heads form within seconds.
+    return RunConfig(
+        model=ModelConfig(n_layers=2, d_model=64, n_heads=2, d_head=32, n_ctx=128),
+        data=DataConfig(source="markov", markov_states=32, markov_alpha=0.1),
+        train=TrainConfig(steps=600, batch_size=64, lr=3e-3, warmup_steps=50,
+                          schedule="constant", eval_examples=256),
+        preset="markov",
+    )
+
+
+def _comparison(n_layers: int, attn_only: bool, smeared: bool = False) -> RunConfig:
+    """The paper's comparison set, scaled down to the default corpus and budget."""
+    base = _preset_default()
+    name = f"{'attn' if attn_only else 'mlp'}{n_layers}{'-smeared' if smeared else ''}"
+    model = replace(base.model, n_layers=n_layers, attn_only=attn_only, smeared_key=smeared)
+    return replace(base, model=model, preset=name)
+
+
+PRESETS: dict[str, Any] = {
+    "default": _preset_default,
+    "markov": _preset_markov,
+    **{f"attn{n}": (lambda n=n: _comparison(n, True)) for n in (1, 2, 3)},
+    **{f"mlp{n}": (lambda n=n: _comparison(n, False)) for n in (1, 2, 3)},
+    **{f"attn{n}-smeared": (lambda n=n: _comparison(n, True, True)) for n in (1, 2)},
+}
+
+PRESET_HELP: dict[str, str] = {
+    "default": "2-layer attention-only on the Python stdlib; shows the phase change on a CPU",
+    "markov": "in-context Markov chains; induction heads in under a minute (tests, quick looks)",
+    "attn1": "1-layer attention-only (no phase change expected)",
+    "attn2": "2-layer attention-only (same as default)",
+    "attn3": "3-layer attention-only",
+    "mlp1": "1-layer with MLPs", "mlp2": "2-layer with MLPs", "mlp3": "3-layer with MLPs",
+    "attn1-smeared": "1-layer attention-only with smeared keys (gains induction heads)",
+    "attn2-smeared": "2-layer attention-only with smeared keys (earlier phase change)",
+}
+
+
+def preset(name: str) -> RunConfig:
+    """Return the named preset, or raise a ConfigError listing the valid names."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}'; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]()
+
+
+# --------------------------------------------------------------------------- files and overrides
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML, JSON or YAML config file into nested dicts."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' not found; give the path of a .toml/.json/.yaml file")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(text)
+        if path.suffix == ".json":
+            return json.loads(text)
+        if path.suffix in (".yaml", ".yml"):
+            import yaml  # optional; imported here so the library imports without it
+
+            return yaml.safe_load(text) or {}
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as err:
+        raise ConfigError(f"config file '{path}' is not valid {path.suffix[1:]}: {err}") from None
+    raise ConfigError(f"config file '{path}' must end in .toml, .json or .yaml")
+
+
+def merge(base: RunConfig, raw: dict[str, Any]) -> RunConfig:
+    """Apply nested overrides ({"model": {"n_layers": 3}}) to a config."""
+    merged = base.to_dict()
+    merged["preset"] = raw.get("preset", base.preset)
+    for section, values in raw.items():
+        if section == "preset":
+            continue
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown config section '{section}'; allowed: {list(SECTIONS)}")
+        merged[section].update(values)
+    return RunConfig.from_dict(merged)
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """Turn ``["model.n_layers=3", "lr=1e-3"]`` into nested dicts, resolving bare names."""
+    owners: dict[str, list[str]] = {}
+    for section, klass in SECTIONS.items():
+        for f in fields(klass):
+            owners.setdefault(f.name, []).append(section)
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override '{item}' must look like key=value (e.g. model.n_layers=3)")
+        section, _, name = key.rpartition(".")
+        if not section:
+            sections = owners.get(name, [])
+            if len(sections) != 1:
+                known = sorted(f"{s}.{n}" for n, ss in owners.items() for s in ss)
+                why = "is ambiguous" if sections else "is not a config key"
+                raise ConfigError(f"'{key}' {why}; use one of: {', '.join(known)}")
+            section = sections[0]
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown config section '{section}' in '{item}'; allowed: {list(SECTIONS)}")
+        out.setdefault(section, {})[name] = _parse_value(SECTIONS[section], name, value)
+    return out
+
+
+def _parse_value(klass: type, name: str, text: str) -> Any:
+    hints = typing.get_type_hints(klass)
+    if name not in hints:
+        allowed = ", ".join(sorted(f.name for f in fields(klass)))
+        raise ConfigError(f"unknown key '{name}' for {klass.__name__}; allowed: {allowed}")
+    kind = hints[name]
+    if kind is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"'{name}' must be true or false, not '{text}'")
+    if kind in (int, float):
+        try:
+            number = float(text)
+        except ValueError:
+            raise ConfigError(f"'{name}' must be a number, not '{text}'") from None
+        return _coerce(klass, name, number)
+    return text
+
+
+def _coerce(klass: type, name: str, value: Any) -> Any:
+    """Accept 3.0 for an int field and 3 for a float field; leave other checks to the class."""
+    kind = typing.get_type_hints(klass).get(name)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _check_types(obj: Any) -> None:
+    """Refuse values of the wrong type and Literal values outside their choices."""
+    hints = typing.get_type_hints(type(obj))
+    section = {v: k for k, v in SECTIONS.items()}.get(type(obj), type(obj).__name__)
+    for f in fields(obj):
+        value, kind = getattr(obj, f.name), hints[f.name]
+        if get_origin(kind) is Literal:
+            if value not in get_args(kind):
+                raise ConfigError(f"{section}.{f.name}='{value}' is not allowed; "
+                                  f"choose one of: {', '.join(get_args(kind))}")
+        elif kind is bool:
+            _check(isinstance(value, bool), f"{section}.{f.name} must be true or false, not {value!r}")
+        elif kind in (int, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = ok and (kind is float or isinstance(value, int))
+            _check(ok, f"{section}.{f.name} must be {'an integer' if kind is int else 'a number'}, "
+                       f"not {value!r}")
+        elif kind is str:
+            _check(isinstance(value, str), f"{section}.{f.name} must be a string, not {value!r}")
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def build_config(preset_name: str = "default", config_file: str | None = None,
+                 overrides: list[str] | None = None) -> RunConfig:
+    """Preset, then file, then ``key=value`` overrides, each refusing what it does not know."""
+    config = preset(preset_name)
+    if config_file:
+        config = merge(config, load_config_file(config_file))
+    if overrides:
+        config = merge(config, parse_overrides(overrides))
+    return config

@@ -1,0 +1,22 @@
+"""User-facing errors.
+
+Every problem a user can fix (a bad path, an unknown config key, a corrupt checkpoint) is
+raised as an :class:`InterpError` whose message is one line saying what was wrong and how to
+fix it. The CLI prints that line and exits with status 2 instead of showing a traceback.
+"""
+
+
+class InterpError(Exception):
+    """A problem with the user's input or files, explained in one line."""
+
+
+class ConfigError(InterpError):
+    """An unknown key, a bad value or a bad combination in a run config."""
+
+
+class DataError(InterpError):
+    """A corpus, tokenizer or token cache that cannot be used."""
+
+
+class CheckpointError(InterpError):
+    """A run directory or checkpoint that is missing, incomplete or corrupt."""

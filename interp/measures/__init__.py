@@ -1,0 +1,1 @@
+"""Pure measurement functions: (model, tokens) -> tensors. Nothing here prints or plots."""

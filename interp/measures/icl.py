@@ -1,0 +1,75 @@
+"""In-context learning: loss by token index and the ICL score (Olsson et al. 2022).
+
+The loss "at token index t" is the cross-entropy of predicting token t from tokens < t, so it
+is defined for t = 1 .. n_ctx-1; index 0 (the BOS token) is predicted by nothing and holds NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+PAPER_CONTEXT, PAPER_LATE, PAPER_EARLY = 512, 500, 50
+
+
+def icl_indices(n_ctx: int) -> tuple[int, int]:
+    """(late, early) token indices of the ICL score for a context of ``n_ctx`` tokens.
+
+    The paper uses 500 and 50 for 512-token contexts; other contexts scale both by
+    n_ctx / 512 and round half up (256 -> (250, 25), 128 -> (125, 13), 1024 -> (1000, 100)).
+    The late index is clamped to n_ctx - 1 and the early one to at least 1.
+    """
+    scale = n_ctx / PAPER_CONTEXT
+    late = min(n_ctx - 1, int(PAPER_LATE * scale + 0.5))
+    early = max(1, int(PAPER_EARLY * scale + 0.5))
+    if early >= late:
+        raise ValueError(f"n_ctx={n_ctx} is too short for an ICL score (early index {early} >= late {late})")
+    return late, early
+
+
+@torch.no_grad()
+def per_token_losses(model, tokens: Int[Tensor, "batch pos"], batch_size: int = 64
+                     ) -> Float[Tensor, "batch pos"]:
+    """Loss at every token index [batch, pos]; column 0 is NaN (nothing predicts the first token)."""
+    chunks = []
+    for start in range(0, tokens.shape[0], batch_size):
+        chunk = tokens[start:start + batch_size].to(_device(model))
+        logits = model(chunk).float()
+        log_probs = logits[:, :-1].log_softmax(-1).gather(-1, chunk[:, 1:, None]).squeeze(-1)
+        nan = torch.full((chunk.shape[0], 1), float("nan"), device=logits.device)
+        chunks.append(torch.cat([nan, -log_probs], dim=1).cpu())
+    return torch.cat(chunks)
+
+
+@dataclass(frozen=True)
+class ICLScore:
+    """ICL score = mean loss at ``late`` minus mean loss at ``early`` (more negative = more ICL)."""
+
+    score: float
+    stderr: float  # standard error of the mean of the per-example differences
+    late: int
+    early: int
+    n_examples: int
+
+
+def icl_score(losses: Float[Tensor, "batch pos"], late: int | None = None,
+              early: int | None = None) -> ICLScore:
+    """ICL score from per-token losses indexed by token index (see :func:`per_token_losses`).
+
+    score = mean_e loss[e, late] - mean_e loss[e, early], the same examples at both indices,
+    with its standard error std_e(diff) / sqrt(n) from the paired differences.
+    """
+    default_late, default_early = icl_indices(losses.shape[1])
+    late = default_late if late is None else late
+    early = default_early if early is None else early
+    diff = (losses[:, late] - losses[:, early]).double()
+    n = diff.numel()
+    stderr = float(diff.std() / n ** 0.5) if n > 1 else float("nan")
+    return ICLScore(float(diff.mean()), stderr, late, early, n)
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device

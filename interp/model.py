@@ -1,0 +1,375 @@
+"""Small attention-only and MLP transformers with TransformerLens hook names.
+
+The model subclasses TransformerLens's :class:`HookedRootModule` and places :class:`HookPoint`
+modules where :class:`HookedTransformer` has them, so ``run_with_cache``, ``run_with_hooks`` and
+:class:`ActivationCache` work, and parameter names match TransformerLens state dicts
+(``blocks.0.attn.W_Q`` is ``[n_heads, d_model, d_head]``, ``embed.W_E`` is ``[d_vocab, d_model]``).
+
+Speed: when nothing is hooked on the attention scores or pattern (training, plain evaluation)
+attention runs through ``F.scaled_dot_product_attention``; as soon as a hook is attached there
+(``run_with_cache``, pattern ablations) the explicit path computes and exposes the pattern.
+Both paths compute the same function (tested).
+
+Architecture choices beyond the config (stated here because analysis depends on them):
+- shortformer positions are added to the LayerNorm-ed input of queries and keys, not to the
+  residual stream or the values (as TransformerLens's ``shortformer`` does);
+- the smeared key mixes the key vectors after the K projection and before rotary (if any):
+  k'_j = sigmoid(alpha) k_j + (1 - sigmoid(alpha)) k_{j-1}, and k'_0 = k_0; alpha starts at 0;
+- the loss "at token i" is the cross-entropy of predicting token i from positions < i.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+from transformer_lens import ActivationCache, FactoredMatrix, HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from interp.config import ModelConfig
+
+ReturnType = Literal["logits", "loss", "both", "per_token_loss"]
+
+
+def _hooked(point: HookPoint) -> bool:
+    """True when a forward hook is attached, so the explicit (inspectable) path must run."""
+    return bool(point._forward_hooks)
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with TransformerLens's ``w``/``b`` names and ``hook_scale``/``hook_normalized``."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.w = nn.Parameter(torch.ones(d_model))
+        self.b = nn.Parameter(torch.zeros(d_model))
+        self.hook_scale = HookPoint()  # [batch, pos, 1]
+        self.hook_normalized = HookPoint()  # [batch, pos, d_model]
+
+    def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
+        if not _hooked(self.hook_scale):
+            return self.hook_normalized(F.layer_norm(x, x.shape[-1:], self.w, self.b, self.eps))
+        x = x - x.mean(-1, keepdim=True)
+        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        return self.hook_normalized(x / scale * self.w + self.b)
+
+
+def _norm(cfg: ModelConfig) -> nn.Module:
+    return LayerNorm(cfg.d_model) if cfg.normalization == "layernorm" else nn.Identity()
+
+
+def rotary_tables(n_ctx: int, d_head: int, base: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """cos and sin tables [n_ctx, d_head] for rotary embeddings (rotate-half convention)."""
+    inv_freq = 1.0 / base ** (torch.arange(0, d_head, 2).float() / d_head)
+    angles = torch.outer(torch.arange(n_ctx).float(), inv_freq)  # [n_ctx, d_head/2]
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: Float[Tensor, "batch pos head d_head"], cos: Tensor, sin: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    n = x.shape[1]
+    return x * cos[:n, None, :] + rotated * sin[:n, None, :]
+
+
+def _project(
+    x: Float[Tensor, "batch pos d_model"],
+    weight: Float[Tensor, "head d_model d_head"],
+    bias: Float[Tensor, "head d_head"],
+) -> Float[Tensor, "batch pos head d_head"]:
+    """x W + b per head as one [d_model, head*d_head] matmul (faster than einsum on CPU)."""
+    heads, d_model, d_head = weight.shape
+    flat = weight.transpose(0, 1).reshape(d_model, heads * d_head)
+    return F.linear(x, flat.T, bias.flatten()).unflatten(-1, (heads, d_head))
+
+
+class Attention(nn.Module):
+    """Multi-head causal attention with per-head weights in TransformerLens layout."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        h, d, k = cfg.n_heads, cfg.d_model, cfg.d_head
+        self.W_Q = nn.Parameter(torch.empty(h, d, k))
+        self.W_K = nn.Parameter(torch.empty(h, d, k))
+        self.W_V = nn.Parameter(torch.empty(h, d, k))
+        self.W_O = nn.Parameter(torch.empty(h, k, d))
+        self.b_Q = nn.Parameter(torch.zeros(h, k))
+        self.b_K = nn.Parameter(torch.zeros(h, k))
+        self.b_V = nn.Parameter(torch.zeros(h, k))
+        self.b_O = nn.Parameter(torch.zeros(d))
+        if cfg.smeared_key:
+            self.smear_alpha = nn.Parameter(torch.zeros(h))
+        if cfg.positional == "rotary":
+            cos, sin = rotary_tables(cfg.n_ctx, k)
+            self.register_buffer("rotary_cos", cos, persistent=False)
+            self.register_buffer("rotary_sin", sin, persistent=False)
+            self.hook_rot_q = HookPoint()
+            self.hook_rot_k = HookPoint()
+        self.hook_q = HookPoint()  # [batch, pos, head, d_head]
+        self.hook_k = HookPoint()  # keys as used in the scores (after smearing)
+        self.hook_v = HookPoint()
+        self.hook_attn_scores = HookPoint()  # [batch, head, query_pos, key_pos], pre-softmax
+        self.hook_pattern = HookPoint()  # [batch, head, query_pos, key_pos]
+        self.hook_z = HookPoint()  # [batch, pos, head, d_head]
+        self.hook_result = HookPoint()  # [batch, pos, head, d_model]; only when hooked
+
+    def forward(
+        self,
+        query_input: Float[Tensor, "batch pos d_model"],
+        key_input: Float[Tensor, "batch pos d_model"],
+        value_input: Float[Tensor, "batch pos d_model"],
+    ) -> Float[Tensor, "batch pos d_model"]:
+        if query_input is key_input:  # shortformer and plain models: one matmul for Q and K
+            q, k = _project(query_input, torch.cat([self.W_Q, self.W_K]),
+                            torch.cat([self.b_Q, self.b_K])).chunk(2, dim=2)
+        else:
+            q, k = _project(query_input, self.W_Q, self.b_Q), _project(key_input, self.W_K, self.b_K)
+        q = self.hook_q(q)
+        v = self.hook_v(_project(value_input, self.W_V, self.b_V))
+        if self.cfg.smeared_key:
+            k = self.smear(k)
+        k = self.hook_k(k)
+        if self.cfg.positional == "rotary":
+            q = self.hook_rot_q(apply_rotary(q, self.rotary_cos, self.rotary_sin))
+            k = self.hook_rot_k(apply_rotary(k, self.rotary_cos, self.rotary_sin))
+        z = self.hook_z(self._attend(q, k, v))
+        if _hooked(self.hook_result):
+            result = self.hook_result(torch.einsum("bphk,hkd->bphd", z, self.W_O))
+            return result.sum(dim=2) + self.b_O
+        return F.linear(z.flatten(2), self.W_O.flatten(0, 1).T, self.b_O)
+
+    def smear(self, k: Float[Tensor, "batch pos head d_head"]) -> Float[Tensor, "batch pos head d_head"]:
+        """k'_j = sigmoid(alpha) k_j + (1 - sigmoid(alpha)) k_{j-1}; position 0 is left as is."""
+        keep = torch.sigmoid(self.smear_alpha)[:, None]  # [head, 1]
+        mixed = keep * k[:, 1:] + (1 - keep) * k[:, :-1]
+        return torch.cat([k[:, :1], mixed], dim=1)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Float[Tensor, "batch pos head d_head"]:
+        qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))  # [batch, head, pos, d_head]
+        if not (_hooked(self.hook_attn_scores) or _hooked(self.hook_pattern)):
+            return F.scaled_dot_product_attention(qh, kh, vh, is_causal=True).transpose(1, 2)
+        n = q.shape[1]
+        scores = qh @ kh.transpose(-1, -2) / math.sqrt(self.cfg.d_head)
+        mask = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
+        scores = self.hook_attn_scores(scores.masked_fill(mask, float("-inf")))
+        pattern = self.hook_pattern(scores.softmax(dim=-1).to(vh.dtype))
+        return (pattern @ vh).transpose(1, 2)
+
+
+class MLP(nn.Module):
+    """Two-layer MLP with TransformerLens names (``W_in``, ``hook_pre``, ``hook_post``)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.W_in = nn.Parameter(torch.empty(cfg.d_model, cfg.d_mlp))
+        self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp))
+        self.W_out = nn.Parameter(torch.empty(cfg.d_mlp, cfg.d_model))
+        self.b_out = nn.Parameter(torch.zeros(cfg.d_model))
+        self.act = F.gelu if cfg.act_fn == "gelu" else F.relu
+        self.hook_pre = HookPoint()  # [batch, pos, d_mlp]
+        self.hook_post = HookPoint()
+
+    def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
+        post = self.hook_post(self.act(self.hook_pre(F.linear(x, self.W_in.T, self.b_in))))
+        return F.linear(post, self.W_out.T, self.b_out)
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.ln1 = _norm(cfg)
+        self.attn = Attention(cfg)
+        self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
+        self.hook_attn_in = HookPoint()
+        self.hook_attn_out = HookPoint()
+        self.hook_resid_post = HookPoint()
+        if not cfg.attn_only:
+            self.ln2 = _norm(cfg)
+            self.mlp = MLP(cfg)
+            self.hook_resid_mid = HookPoint()
+            self.hook_mlp_out = HookPoint()
+
+    def forward(self, resid: Tensor, shortformer_pos: Tensor | None) -> Tensor:
+        resid = self.hook_resid_pre(resid)
+        normed = self.ln1(self.hook_attn_in(resid))
+        qk_input = normed if shortformer_pos is None else normed + shortformer_pos
+        resid = resid + self.hook_attn_out(self.attn(qk_input, qk_input, normed))
+        if not self.cfg.attn_only:
+            resid = self.hook_resid_mid(resid)
+            resid = resid + self.hook_mlp_out(self.mlp(self.ln2(resid)))
+        return self.hook_resid_post(resid)
+
+
+class Embed(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.W_E = nn.Parameter(torch.empty(cfg.d_vocab, cfg.d_model))
+
+    def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+        return F.embedding(tokens, self.W_E)
+
+
+class PosEmbed(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.W_pos = nn.Parameter(torch.empty(cfg.n_ctx, cfg.d_model))
+
+    def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "pos d_model"]:
+        return self.W_pos[: tokens.shape[1]]
+
+
+class Unembed(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.d_vocab))
+        self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab))
+
+    def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
+        return F.linear(x, self.W_U.T, self.b_U)
+
+
+class Transformer(HookedRootModule):
+    """A small decoder-only transformer, hookable like a TransformerLens ``HookedTransformer``.
+
+    Args:
+        cfg: the model config; ``cfg.d_vocab`` must be resolved (> 0).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.d_vocab <= 0:
+            raise ValueError("ModelConfig.d_vocab must be set (> 0) before building a model")
+        self.cfg = cfg
+        self.embed = Embed(cfg)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        if cfg.positional in ("learned", "shortformer"):
+            self.pos_embed = PosEmbed(cfg)
+            self.hook_pos_embed = HookPoint()
+        self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
+        self.ln_final = _norm(cfg)
+        self.unembed = Unembed(cfg)
+        self.init_weights()
+        self.setup()
+
+    def init_weights(self) -> None:
+        """Weight matrices ~ N(0, init_std); biases 0; LayerNorm w=1, b=0; smear alpha 0."""
+        for name, param in self.named_parameters():
+            if name.split(".")[-1].startswith("W_"):
+                nn.init.normal_(param, std=self.cfg.init_std)
+
+    def forward(
+        self,
+        tokens: Int[Tensor, "batch pos"],
+        return_type: ReturnType | None = "logits",
+    ) -> Tensor | tuple[Tensor, Tensor] | None:
+        """Run the model.
+
+        Returns, by ``return_type``: ``logits`` [batch, pos, d_vocab]; ``loss`` (scalar mean
+        next-token cross-entropy); ``per_token_loss`` [batch, pos-1] where column i is the loss
+        of predicting token i+1; ``both`` (logits, loss); ``None``.
+        """
+        if tokens.shape[1] > self.cfg.n_ctx:
+            raise ValueError(f"sequence of {tokens.shape[1]} tokens is longer than n_ctx={self.cfg.n_ctx}")
+        resid = self.hook_embed(self.embed(tokens))
+        shortformer_pos = None
+        if self.cfg.positional == "learned":
+            resid = resid + self.hook_pos_embed(self.pos_embed(tokens))
+        elif self.cfg.positional == "shortformer":
+            shortformer_pos = self.hook_pos_embed(self.pos_embed(tokens))
+        for block in self.blocks:
+            resid = block(resid, shortformer_pos)
+        logits = self.unembed(self.ln_final(resid))
+        if return_type == "logits":
+            return logits
+        if return_type is None:
+            return None
+        per_token = next_token_loss(logits, tokens)
+        if return_type == "per_token_loss":
+            return per_token
+        if return_type == "loss":
+            return per_token.mean()
+        return logits, per_token.mean()
+
+    def run_with_cache(self, *args, **kwargs) -> tuple[Tensor, ActivationCache]:  # type: ignore[override]
+        """Like HookedRootModule.run_with_cache, returning an ActivationCache."""
+        out, cache = super().run_with_cache(*args, **kwargs)
+        return out, ActivationCache(cache, self)
+
+    # ---- weights stacked over layers, as on HookedTransformer: [n_layers, n_heads, ...]
+    def _stack(self, name: str) -> Tensor:
+        return torch.stack([getattr(block.attn, name) for block in self.blocks])
+
+    @property
+    def W_Q(self) -> Float[Tensor, "layer head d_model d_head"]:
+        return self._stack("W_Q")
+
+    @property
+    def W_K(self) -> Float[Tensor, "layer head d_model d_head"]:
+        return self._stack("W_K")
+
+    @property
+    def W_V(self) -> Float[Tensor, "layer head d_model d_head"]:
+        return self._stack("W_V")
+
+    @property
+    def W_O(self) -> Float[Tensor, "layer head d_head d_model"]:
+        return self._stack("W_O")
+
+    @property
+    def b_Q(self) -> Tensor:
+        return self._stack("b_Q")
+
+    @property
+    def b_K(self) -> Tensor:
+        return self._stack("b_K")
+
+    @property
+    def b_V(self) -> Tensor:
+        return self._stack("b_V")
+
+    @property
+    def b_O(self) -> Tensor:
+        return self._stack("b_O")
+
+    @property
+    def W_E(self) -> Float[Tensor, "d_vocab d_model"]:
+        return self.embed.W_E
+
+    @property
+    def W_U(self) -> Float[Tensor, "d_model d_vocab"]:
+        return self.unembed.W_U
+
+    @property
+    def W_pos(self) -> Float[Tensor, "n_ctx d_model"]:
+        return self.pos_embed.W_pos
+
+    @property
+    def QK(self) -> FactoredMatrix:
+        """W_Q W_K^T per head, [n_layers, n_heads, d_model, d_model], kept factored."""
+        return FactoredMatrix(self.W_Q, self.W_K.transpose(-2, -1))
+
+    @property
+    def OV(self) -> FactoredMatrix:
+        """W_V W_O per head, [n_layers, n_heads, d_model, d_model], kept factored."""
+        return FactoredMatrix(self.W_V, self.W_O)
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed.W_E.device
+
+
+def next_token_loss(
+    logits: Float[Tensor, "batch pos d_vocab"], tokens: Int[Tensor, "batch pos"]
+) -> Float[Tensor, "batch pos_minus_1"]:
+    """Cross-entropy of predicting tokens[:, i+1] from logits[:, i]; column i is token i+1's loss."""
+    predicted = logits[:, :-1]
+    loss = F.cross_entropy(predicted.flatten(0, 1).float(), tokens[:, 1:].flatten(), reduction="none")
+    return loss.view(predicted.shape[:2])
