@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import socket
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -141,8 +142,10 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, progress
 
 def _loop(run: Run, progress: bool) -> None:
     train_cfg = run.config.train
+    # Redraw often on a terminal, rarely in a log file (CI, nohup).
+    interval = 0.5 if sys.stderr.isatty() else 30.0
     bar = tqdm(total=train_cfg.steps, initial=run.step, disable=not progress, unit="step",
-               dynamic_ncols=True, desc=run.directory.name)
+               dynamic_ncols=True, desc=run.directory.name, mininterval=interval)
     scheduled = set(run.schedule)
     started, tokens_per_step = time.perf_counter(), run.config.tokens_per_step
     window_loss, window_start, window_steps = 0.0, time.perf_counter(), 0
@@ -183,7 +186,7 @@ def _train_step(run: Run, lr: float) -> tuple[float, float]:
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
-    return float(loss), float(norm)
+    return loss.item(), norm.item()
 
 
 def _checkpoint(run: Run) -> None:

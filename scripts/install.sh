@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Create .venv and install interp into it (add --dev for the test tools).
+#
+# torch is installed first so that a machine without an NVIDIA GPU gets the CPU build
+# (about 200 MB) instead of PyPI's default Linux build with several GB of CUDA libraries:
+#   1. a torch wheel that pip can find without an index (a --find-links folder in pip.conf);
+#   2. otherwise PyTorch's CPU wheel index.
+# With an NVIDIA GPU (nvidia-smi works) plain PyPI torch, which is the CUDA build.
+# To choose a build yourself, install torch into .venv before running this script; it is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
+
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    pip install "torch>=2.6"
+  elif pip install -q --no-index --no-deps "torch>=2.6" 2>/dev/null; then
+    pip install -q "torch>=2.6"   # the local CPU wheel is now installed; this adds its dependencies
+  else
+    pip install "torch>=2.6" --index-url https://download.pytorch.org/whl/cpu \
+      --extra-index-url https://pypi.org/simple
+  fi
+fi
+
+extras=""
+[ "${1:-}" = "--dev" ] && extras="[dev]"
+pip install -q -e ".${extras}" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import interp, torch; print(f'interp installed in .venv (torch {torch.__version__})')"

@@ -1,0 +1,41 @@
+"""Shared fixtures: seeded runs, tiny configs built with overrides, a private token cache."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from interp.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    # Tests never touch the user's ~/.cache/interp.
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path_factory.getbasetemp() / "interp-cache"))
+
+
+def tiny_config(**sections) -> RunConfig:
+    """A 2-layer model on Markov chains small enough to train in about a second.
+
+    ``sections`` are dicts of overrides per section: tiny_config(model={"n_layers": 1}).
+    """
+    base = RunConfig(
+        model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, n_ctx=32),
+        data=DataConfig(source="markov", markov_states=8),
+        train=TrainConfig(steps=40, batch_size=8, lr=3e-3, warmup_steps=5, log_checkpoints=5,
+                          linear_checkpoints=4, eval_examples=16, precision="fp32", log_every=5),
+        preset="tiny",
+    )
+    return replace(base, **{name: replace(getattr(base, name), **values)
+                            for name, values in sections.items()})

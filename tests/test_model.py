@@ -1,0 +1,125 @@
+"""Model shapes, TransformerLens hook names, the fast/explicit attention paths, learning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformer_lens import ActivationCache, FactoredMatrix
+
+from interp.config import ModelConfig
+from interp.model import Transformer
+
+VARIANTS = [
+    dict(positional="shortformer"),
+    dict(positional="learned", attn_only=False),
+    dict(positional="rotary"),
+    dict(positional="none", normalization="none"),
+    dict(positional="shortformer", smeared_key=True),
+    dict(positional="learned", attn_only=False, n_layers=6),
+]
+
+
+def build(**overrides) -> Transformer:
+    values = dict(n_layers=2, d_model=32, n_heads=4, d_head=8, n_ctx=24, d_vocab=40, d_mlp=64)
+    return Transformer(ModelConfig(**{**values, **overrides}))
+
+
+@pytest.mark.parametrize("overrides", VARIANTS)
+def test_forward__logits_shape_and_cache_hook_names(overrides):
+    model = build(**overrides)
+    tokens = torch.randint(0, 40, (3, 24))
+    logits, cache = model.run_with_cache(tokens)
+    n_layers = model.cfg.n_layers
+    assert logits.shape == (3, 24, 40)
+    assert isinstance(cache, ActivationCache)
+    for layer in range(n_layers):
+        assert cache[f"blocks.{layer}.attn.hook_pattern"].shape == (3, 4, 24, 24)
+        assert cache[f"blocks.{layer}.attn.hook_q"].shape == (3, 24, 4, 8)
+        assert cache[f"blocks.{layer}.attn.hook_k"].shape == (3, 24, 4, 8)
+        assert cache[f"blocks.{layer}.attn.hook_z"].shape == (3, 24, 4, 8)
+        assert cache[f"blocks.{layer}.hook_resid_pre"].shape == (3, 24, 32)
+        assert cache[f"blocks.{layer}.hook_resid_post"].shape == (3, 24, 32)
+    assert ("blocks.0.hook_mlp_out" in cache) == (not model.cfg.attn_only)
+
+
+@pytest.mark.parametrize("overrides", VARIANTS)
+def test_fused_attention__equals_explicit_pattern_path(overrides):
+    model = build(**overrides)
+    tokens = torch.randint(0, 40, (2, 24))
+    fast = model(tokens)
+    explicit, _ = model.run_with_cache(tokens)  # hooks on the pattern force the explicit path
+    torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-4)
+
+
+def test_patterns__are_causal_and_normalised():
+    _, cache = build().run_with_cache(torch.randint(0, 40, (2, 24)))
+    pattern = cache["blocks.1.attn.hook_pattern"]
+    assert torch.allclose(pattern.sum(-1), torch.ones_like(pattern.sum(-1)))
+    assert pattern.triu(1).abs().max() == 0
+
+
+def test_run_with_hooks__zeroing_a_layer_output_changes_logits():
+    model = build()
+    tokens = torch.randint(0, 40, (2, 24))
+    zeroed = model.run_with_hooks(tokens, fwd_hooks=[("blocks.1.hook_attn_out", lambda x, hook: x * 0)])
+    assert not torch.allclose(zeroed, model(tokens))
+
+
+def test_weights__tl_layout_and_factored_circuits():
+    model = build(n_layers=3)
+    assert model.W_Q.shape == (3, 4, 32, 8)
+    assert model.W_O.shape == (3, 4, 8, 32)
+    assert model.W_E.shape == (40, 32) and model.W_U.shape == (32, 40)
+    assert isinstance(model.OV, FactoredMatrix) and model.OV.shape == (3, 4, 32, 32)
+    dense = model.W_V[1, 2] @ model.W_O[1, 2]
+    torch.testing.assert_close(model.OV[1, 2].AB, dense)
+    assert "blocks.0.attn.W_Q" in model.state_dict()
+
+
+def test_smeared_key__mixes_previous_key_and_leaves_position_zero():
+    model = build(smeared_key=True)
+    attn = model.blocks[0].attn
+    keys = torch.randn(1, 5, 4, 8)
+    smeared = attn.smear(keys)
+    keep = torch.sigmoid(attn.smear_alpha)[None, :, None]
+    torch.testing.assert_close(smeared[:, 0], keys[:, 0])
+    torch.testing.assert_close(smeared[0, 3], keep[0] * keys[0, 3] + (1 - keep[0]) * keys[0, 2])
+
+
+def test_shortformer__positions_reach_queries_and_keys_but_not_values():
+    model = build(positional="shortformer")
+    tokens = torch.randint(0, 40, (1, 24))
+    _, cache = model.run_with_cache(tokens)
+    with torch.no_grad():
+        model.pos_embed.W_pos.add_(torch.randn_like(model.pos_embed.W_pos))
+    _, moved = model.run_with_cache(tokens)
+    torch.testing.assert_close(cache["blocks.0.attn.hook_v"], moved["blocks.0.attn.hook_v"])
+    assert not torch.allclose(cache["blocks.0.attn.hook_q"], moved["blocks.0.attn.hook_q"])
+
+
+def test_per_token_loss__column_i_is_the_loss_of_token_i_plus_1():
+    model = build()
+    tokens = torch.randint(0, 40, (2, 24))
+    logits = model(tokens)
+    per_token = model(tokens, return_type="per_token_loss")
+    expected = -logits[0, 4].log_softmax(-1)[tokens[0, 5]]
+    torch.testing.assert_close(per_token[0, 4], expected)
+    torch.testing.assert_close(model(tokens, return_type="loss"), per_token.mean())
+
+
+def test_training__loss_decreases_on_a_repeated_batch():
+    model = build()
+    tokens = torch.randint(0, 40, (4, 24))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = model(tokens, return_type="loss").item()
+    for _ in range(60):
+        loss = model(tokens, return_type="loss")
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert loss.item() < 0.5 * first
+
+
+def test_too_long_sequence__is_refused_with_the_limit():
+    with pytest.raises(ValueError, match="n_ctx=24"):
+        build()(torch.zeros(1, 25, dtype=torch.long))

@@ -1,0 +1,134 @@
+"""Training: schedule, metrics, and exact resume (after an exception and after SIGKILL)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from interp import checkpoints, store, train as training
+from interp.config import TrainConfig
+from tests.conftest import tiny_config
+
+
+def final_weights(run_dir: Path) -> dict:
+    return load_file(checkpoints.list_checkpoints(run_dir)[-1].path / "model.safetensors")
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert (a[name] == b[name]).all(), f"{name} differs"
+
+
+def test_learning_rate__warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(steps=100, lr=1.0, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
+    rates = [training.learning_rate(s, cfg) for s in range(100)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
+    assert rates[-1] == pytest.approx(0.1, abs=1e-3)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
+
+
+def test_metrics__train_and_eval_series_cover_the_run(tmp_path):
+    run_dir = training.train(tiny_config(), tmp_path / "run", progress=False)
+    train_series = store.series(run_dir, "train")
+    evals = store.series(run_dir, "eval")
+    assert train_series["step"][-1] == 40 and np.all(np.diff(train_series["step"]) > 0)
+    assert list(evals["step"]) == checkpoints.checkpoint_schedule(tiny_config().train)
+    assert evals["prefix_matching"].shape == (len(evals["step"]), 2, 2)
+    assert evals["loss_by_position"].shape[1] == 32
+    assert train_series["loss"][-1] < train_series["loss"][0]
+
+
+def test_resume_after_a_crash__ends_with_identical_weights_and_metrics(tmp_path, monkeypatch):
+    config = tiny_config()
+    straight = training.train(config, tmp_path / "straight", progress=False)
+
+    real_step, calls = training._train_step, {"n": 0}
+
+    def crashing_step(run, lr):
+        calls["n"] += 1
+        if calls["n"] == 23:
+            raise RuntimeError("simulated crash")
+        return real_step(run, lr)
+
+    monkeypatch.setattr(training, "_train_step", crashing_step)
+    with pytest.raises(RuntimeError):
+        training.train(config, tmp_path / "crashed", progress=False)
+    monkeypatch.setattr(training, "_train_step", real_step)
+    assert checkpoints.run_status(tmp_path / "crashed") == "failed"
+    resumed = training.train(None, tmp_path / "crashed", resume=True, progress=False)
+
+    assert_same_weights(final_weights(straight), final_weights(resumed))
+    a, b = store.series(straight, "train"), store.series(resumed, "train")
+    np.testing.assert_array_equal(a["step"], b["step"])
+    np.testing.assert_array_equal(a["loss"], b["loss"])
+    np.testing.assert_array_equal(store.series(straight, "eval")["prefix_matching"],
+                                  store.series(resumed, "eval")["prefix_matching"])
+
+
+def test_starting_over_an_existing_run__is_refused(tmp_path):
+    from interp.errors import CheckpointError
+
+    config = tiny_config(train={"steps": 4})
+    training.train(config, tmp_path / "run", progress=False)
+    with pytest.raises(CheckpointError, match="--resume"):
+        training.train(config, tmp_path / "run", progress=False)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "interp.cli", *args]
+
+
+TINY_OVERRIDES = ["model.n_layers=2", "model.d_model=32", "model.n_heads=2", "model.d_head=16",
+                  "model.n_ctx=32", "markov_states=8", "batch_size=8", "eval_examples=16",
+                  "precision=fp32", "log_checkpoints=10", "linear_checkpoints=30", "threads=1"]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_training__resume_gives_identical_weights(tmp_path):
+    overrides = [*TINY_OVERRIDES, "steps=600"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    subprocess.run(_cli("train", "markov", *overrides, "--out", str(tmp_path), "--name", "straight",
+                        "--no-progress"), check=True, env=env, capture_output=True)
+
+    victim = subprocess.Popen(_cli("train", "markov", *overrides, "--out", str(tmp_path),
+                                   "--name", "killed", "--no-progress"),
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed_dir = tmp_path / "killed"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(checkpoints.list_checkpoints(killed_dir)) < 25:
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    steps_at_kill = [c.step for c in checkpoints.list_checkpoints(killed_dir)]
+    assert 600 not in steps_at_kill, "the run finished before it was killed; the test proves nothing"
+    assert checkpoints.run_status(killed_dir) == "interrupted"
+
+    resumed = subprocess.run(_cli("train", "--resume", str(killed_dir), "--no-progress"),
+                             env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_weights(final_weights(tmp_path / "straight"), final_weights(killed_dir))
+    assert checkpoints.run_status(killed_dir) == "finished"
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["train", "nosuchpreset"], "unknown preset 'nosuchpreset'"),
+    (["train", "markov", "layers=3"], "'layers' is not a config key"),
+    (["train", "--resume", "/nonexistent/run"], "does not exist"),
+    (["train", "default", "data.source=files", "data.path=/nonexistent/corpus.txt"], "/nonexistent/corpus.txt"),
+])
+def test_cli_bad_input__one_line_error_and_exit_2(tmp_path, args, expected):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    result = subprocess.run(_cli(*args, "--out", str(tmp_path)) if args[1] != "--resume" else _cli(*args),
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interp: error:") and expected in lines[0], result.stderr
