@@ -90,8 +90,9 @@ class DataConfig:
         source: ``stdlib`` (the running interpreter's standard library source, offline on
             every machine), ``files`` (a text file, a directory or a glob), ``jsonl`` (a JSON
             Lines file with a text field), ``hf`` (a Hugging Face dataset: a local
-            ``save_to_disk`` folder or a hub name), ``tokens`` (a pre-tokenised ``.npy`` array,
-            1-D with ``eos_token_id`` between documents, or 2-D of fixed-length rows),
+            ``save_to_disk`` folder or a hub name), ``tokens`` (a pre-tokenised ``.npy`` array:
+            1-D is one stream whose last ``heldout_fraction`` is held out, 2-D is one document
+            per row),
             ``markov`` (synthetic in-context Markov chains, Edelman et al. 2024).
         path: file, directory, glob, dataset folder or hub name for the source.
         text_field: the field holding the text in ``jsonl`` and ``hf`` sources.
@@ -120,7 +121,7 @@ class DataConfig:
     tokenizer: str = "bpe"
     vocab_size: int = 1024
     max_bytes: int = 0
-    heldout_fraction: float = 0.02
+    heldout_fraction: float = 0.05
     packing: Packing = "document"
     prepend_bos: bool = True
     markov_states: int = 32
