@@ -54,6 +54,15 @@ class ModelConfig:
         smeared_key: per-head trainable alpha mixing each key with the previous one,
             k'_j = sigmoid(alpha) k_j + (1 - sigmoid(alpha)) k_{j-1} (Olsson et al. 2022).
         init_std: standard deviation of the normal initialisation of weight matrices.
+        embed_init_std: standard deviation of the token embeddings W_E at initialisation.
+            The default 1.0 (as ``nn.Embedding``) keeps each token's identity larger than
+            what attention adds to the residual stream early on, which later layers need to
+            read the current token; at 0.02 induction heads formed far later (docs/PRESETS.md).
+        pos_init_std: standard deviation of the positional embeddings at initialisation;
+            0 = by positional kind: 1.0 for ``shortformer`` (positions are added to the
+            LayerNorm-ed input, whose entries have unit scale, so they start as strong as
+            the tokens; at 0.02 no previous-token head had formed after 8M tokens, see
+            docs/PRESETS.md), ``init_std`` otherwise.
     """
 
     n_layers: int = 2
@@ -69,6 +78,8 @@ class ModelConfig:
     normalization: Normalization = "layernorm"
     smeared_key: bool = False
     init_std: float = 0.02
+    embed_init_std: float = 1.0
+    pos_init_std: float = 0.0
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -80,6 +91,14 @@ class ModelConfig:
         _check(self.positional != "rotary" or self.d_head % 2 == 0,
                "model.positional=rotary needs an even d_head")
         _check(self.init_std > 0, "model.init_std must be > 0")
+        _check(self.embed_init_std > 0, "model.embed_init_std must be > 0")
+        _check(self.pos_init_std >= 0, "model.pos_init_std must be >= 0 (0 = by positional kind)")
+
+    @property
+    def resolved_pos_init_std(self) -> float:
+        if self.pos_init_std > 0:
+            return self.pos_init_std
+        return 1.0 if self.positional == "shortformer" else self.init_std
 
 
 @dataclass(frozen=True)
@@ -264,7 +283,11 @@ def _preset_default() -> RunConfig:
     return RunConfig(
         model=ModelConfig(n_layers=2, d_model=256, n_heads=4, d_head=64, n_ctx=256),
         data=DataConfig(source="stdlib", vocab_size=1024),
-        train=TrainConfig(steps=3000, batch_size=16, lr=2e-3, warmup_steps=100),
+        # Constant after warm-up: a decaying rate delays the change. 2000 steps = 8.2M
+        # tokens, about 2.4x where the induction head formed in the search, so many
+        # checkpoints fall before, during and after it.
+        train=TrainConfig(steps=2000, batch_size=16, lr=3e-3, warmup_steps=100,
+                          schedule="constant", log_checkpoints=30, linear_checkpoints=50),
         preset="default",
     )
 

@@ -260,10 +260,14 @@ class Transformer(HookedRootModule):
         self.setup()
 
     def init_weights(self) -> None:
-        """Weight matrices ~ N(0, init_std); biases 0; LayerNorm w=1, b=0; smear alpha 0."""
+        """Weight matrices ~ N(0, init_std), W_E ~ N(0, embed_init_std), W_pos ~ N(0,
+        resolved_pos_init_std); biases 0;
+        LayerNorm w=1, b=0; smear alpha 0."""
         for name, param in self.named_parameters():
             if name.split(".")[-1].startswith("W_"):
-                nn.init.normal_(param, std=self.cfg.init_std)
+                std = {"W_pos": self.cfg.resolved_pos_init_std, "W_E": self.cfg.embed_init_std
+                       }.get(name.split(".")[-1], self.cfg.init_std)
+                nn.init.normal_(param, std=std)
 
     def forward(
         self,

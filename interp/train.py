@@ -151,7 +151,9 @@ def _loop(run: Run, progress: bool) -> None:
     window_loss, window_start, window_steps = 0.0, time.perf_counter(), 0
     while run.step <= train_cfg.steps:
         if run.step in scheduled:
+            paused = time.perf_counter()
             _checkpoint(run)
+            window_start += time.perf_counter() - paused  # tokens/s counts training only
         if run.step == train_cfg.steps:
             break
         lr = learning_rate(run.step, train_cfg)
