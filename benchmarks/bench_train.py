@@ -3,8 +3,8 @@
 Both train the default preset's shape on the same batches from the same data, with the same
 precision, optimiser and clipping, in the same process, alternating in rounds so that load
 from anything else on the machine hits both alike. Prints tokens/s of each and the ratio
-(target: interp / reference >= 1.0 on the CPU). A second figure is the whole ``train()`` call,
-checkpoints and their evaluation included, against the bare steps.
+(target: interp / reference >= 1.0 on the CPU). A second figure is what one checkpoint
+(evaluation and save) costs, and what the default run's checkpoints add.
 
     python benchmarks/bench_train.py [--rounds 6] [--steps 15] [--precision auto]
 """
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.reference import ReferenceModel  # noqa: E402
 from interp.config import preset  # noqa: E402
-from interp.train import _open_run, _train_step, autocast, learning_rate, train  # noqa: E402
+from interp.train import _open_run, _train_step, autocast, learning_rate  # noqa: E402
 
 
 def reference_step(model, optimizer, data, step: int, config, device, dtype) -> None:
@@ -92,15 +92,15 @@ def main() -> None:
               f"{', '.join(f'{r:,.0f}' for r in rates['reference'])})")
         print(f"ratio interp / reference  {ours_rate / ref_rate:.3f}")
 
-        # The whole loop: progress bar, metrics, checkpoints and their evaluation included.
-        steps = 300
-        short = replace(config, train=replace(config.train, steps=steps))
-        start = time.perf_counter()
-        train(short, Path(tmp) / "whole", progress=False)
-        whole = steps * config.tokens_per_step / (time.perf_counter() - start)
-        print(f"whole train() for {steps} steps with its "
-              f"{len(list((Path(tmp) / 'whole').glob('step_*')))} checkpoints: {whole:,.0f} tokens/s "
-              f"({whole / ours_rate:.2f} of the bare step rate; data already cached)")
+        # What checkpoints add: evaluation, metrics flush and the atomic save, per checkpoint.
+        from interp.checkpoints import checkpoint_schedule
+        from interp.train import _checkpoint
+
+        seconds = statistics.median(timed(lambda: _checkpoint(run), 1) for _ in range(5))
+        n_checkpoints = len(checkpoint_schedule(config.train))
+        training = config.total_tokens / ours_rate
+        print(f"one checkpoint (quick eval + metrics + save): {seconds:.2f} s; the default run's "
+              f"{n_checkpoints} add {seconds * n_checkpoints:.0f} s to {training:.0f} s of training steps")
 
 
 if __name__ == "__main__":

@@ -167,7 +167,8 @@ def _loop(run: Run, progress: bool) -> None:
                                 "loss": window_loss / window_steps, "lr": lr, "grad_norm": grad_norm,
                                 "tokens_per_second": speed,
                                 "wall_seconds": time.perf_counter() - started})
-            bar.set_postfix(loss=f"{window_loss / window_steps:.3f}", tok_s=f"{speed:,.0f}")
+            bar.set_postfix(loss=f"{window_loss / window_steps:.3f}", tok_s=f"{speed:,.0f}",
+                            refresh=False)
             window_loss, window_start, window_steps = 0.0, time.perf_counter(), 0
         bar.update(1)
     bar.close()
