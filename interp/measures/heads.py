@@ -89,6 +89,22 @@ def prefix_matching_score(patterns: Float[Tensor, "layer batch head query key"],
     return on_target[..., queries].mean(dim=(1, 3))
 
 
+def duplicate_targets(seq_len: int, repeats: int, offset: int) -> Bool[Tensor, "pos pos"]:
+    """mask[i, j] = True where j holds an earlier copy of token i (same place, earlier repeat)."""
+    shifted = induction_targets(seq_len, repeats, offset)
+    mask = torch.zeros_like(shifted)
+    mask[:, :-1] = shifted[:, 1:]  # the position before each induction target is the copy
+    return mask
+
+
+def duplicate_token_score(patterns: Float[Tensor, "layer batch head query key"], seq_len: int,
+                          repeats: int, offset: int) -> Float[Tensor, "layer head"]:
+    """Mean over queries in repeats >= 1 of the attention summed over earlier copies of the token."""
+    mask = duplicate_targets(seq_len, repeats, offset)
+    queries = mask.any(dim=1)
+    return (patterns * mask).sum(dim=-1)[..., queries].mean(dim=(1, 3))
+
+
 def previous_token_score(patterns: Float[Tensor, "layer batch head query key"]
                          ) -> Float[Tensor, "layer head"]:
     """Mean attention from position i to i-1 over i >= 1 (use patterns on real text)."""
