@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
+# pip's notes about index folders it cannot use are noise here; everything else is shown.
+pip() { .venv/bin/python -m pip --disable-pip-version-check "$@" 2> >(grep -v "^WARNING: Location" >&2); }
 
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
@@ -26,5 +27,5 @@ fi
 
 extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"
-pip install -q -e ".${extras}" 2>&1 | grep -v "^WARNING: Location" || true
+pip install -q -e ".${extras}"
 .venv/bin/python -c "import interp, torch; print(f'interp installed in .venv (torch {torch.__version__})')"
