@@ -259,14 +259,18 @@ def _build_text(cfg: DataConfig, scan: CorpusScan, tokenizer: Tokenizer | None,
     for chunk in _chunks(iter_documents(cfg)):
         names = [name for name, _ in chunk]
         for name, ids in zip(names, tokenizer.encode_batch([text for _, text in chunk])):
-            ids = np.asarray(ids, dtype=dtype)
-            if single:
-                cut = _tail_cut(len(ids), cfg.heldout_fraction)
-                writers["train"].add(ids[:cut])
-                writers["heldout"].add(ids[cut:])
-            else:
-                writers["heldout" if name in held else "train"].add(ids)
+            _route(writers, np.asarray(ids, dtype=dtype), name in held, single, cfg.heldout_fraction)
     return _finish(writers, tokenizer, tokenizer.vocab_size, dtype, single)
+
+
+def _route(writers: dict, ids: np.ndarray, held_out: bool, single: bool, fraction: float) -> None:
+    """Send a document's ids to its split; a lone document gives its tail to the held-out one."""
+    if single:
+        cut = _tail_cut(len(ids), fraction)
+        writers["train"].add(ids[:cut])
+        writers["heldout"].add(ids[cut:])
+    else:
+        writers["heldout" if held_out else "train"].add(ids)
 
 
 def _train_tokenizer(cfg: DataConfig, scan: CorpusScan, held: set[str]) -> Tokenizer:
@@ -295,12 +299,7 @@ def _build_tokens(cfg: DataConfig, scan: CorpusScan, tokenizer: Tokenizer | None
     single = len(scan.names) == 1
     writers = {s: _SplitWriter(out, s, dtype, vocab_size) for s in ("train", "heldout")}
     for name, ids in iter_token_documents(array):
-        if single:
-            cut = _tail_cut(len(ids), cfg.heldout_fraction)
-            writers["train"].add(ids[:cut])
-            writers["heldout"].add(ids[cut:])
-        else:
-            writers["heldout" if name in held else "train"].add(ids)
+        _route(writers, ids, name in held, single, cfg.heldout_fraction)
     return _finish(writers, tokenizer, vocab_size, dtype, single)
 
 
