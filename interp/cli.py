@@ -37,7 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("root", nargs="?", type=Path, default=DEFAULT_ROOT)
     summary = sub.add_parser("summary", help="print a run's summary")
     summary.add_argument("run", type=Path)
-    quick = sub.add_parser("quickstart", help="train the default preset (or resume it) and summarise")
+    analyze = sub.add_parser("analyze", help="measure every checkpoint not analysed yet (incremental)")
+    analyze.add_argument("run", type=Path)
+    analyze.add_argument("--no-ablation", action="store_true", help="skip the per-head ablations")
+    analyze.add_argument("--icl-examples", type=int, default=256, help="held-out sequences for the ICL score")
+    analyze.add_argument("--no-progress", action="store_true")
+    report = sub.add_parser("report", help="print the phase-change summary and write the figures")
+    report.add_argument("runs", type=Path, nargs="+")
+    report.add_argument("--out", type=Path, help="folder for the PNG files (default: RUN/figures)")
+    quick = sub.add_parser("quickstart", help="train the default preset (or resume it), analyse, report")
     quick.add_argument("preset", nargs="?", default="default")
     quick.add_argument("--out", type=Path, default=DEFAULT_ROOT)
     return parser
@@ -71,6 +79,26 @@ def _quickstart(args: argparse.Namespace) -> Path:
     return run_dir
 
 
+def _analyze(run_dir: Path, ablate: bool = True, icl_examples: int = 256, progress: bool = True) -> None:
+    from interp.analysis import AnalysisConfig, analyze_run
+    from interp.checkpoints import run_status
+
+    result = analyze_run(run_dir, AnalysisConfig(ablate=ablate, icl_examples=icl_examples), progress)
+    note = " (still training: run it again for newer checkpoints)" if run_status(run_dir) == "training" else ""
+    print(f"analysed {len(result['analyzed'])} new checkpoint(s) of {run_dir}{note}")
+    for step, reason in result["skipped"].items():
+        print(f"skipped step {step}: {reason}")
+
+
+def _report(run_dirs: list[Path], out: Path | None) -> None:
+    from interp.report import text_report, write_figures
+
+    for run_dir in run_dirs:
+        print(text_report(run_dir))
+    paths = write_figures(run_dirs, out)
+    print(f"figures    {len(paths)} PNG files in {paths[0].parent}" if paths else "figures    none written")
+
+
 def _runs(root: Path) -> None:
     from interp.checkpoints import list_checkpoints, read_run_info, run_status
 
@@ -94,11 +122,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:15s} {PRESET_HELP.get(name, '')}")
         elif args.command == "runs":
             _runs(args.root)
-        elif args.command in ("train", "quickstart", "summary"):
+        elif args.command in ("train", "summary"):
             from interp.summary import summarize
 
-            run_dir = {"train": _train, "quickstart": _quickstart}.get(args.command, lambda a: a.run)(args)
-            print(summarize(run_dir))
+            print(summarize(_train(args) if args.command == "train" else args.run))
+        elif args.command == "analyze":
+            _analyze(args.run, ablate=not args.no_ablation, icl_examples=args.icl_examples,
+                     progress=not args.no_progress)
+        elif args.command == "report":
+            _report(args.runs, args.out)
+        elif args.command == "quickstart":
+            run_dir = _quickstart(args)
+            _analyze(run_dir)
+            _report([run_dir], None)
     except InterpError as err:
         print(f"interp: error: {err}", file=sys.stderr)
         return 2

@@ -298,7 +298,7 @@ def _preset_markov() -> RunConfig:
     return RunConfig(
         model=ModelConfig(n_layers=2, d_model=64, n_heads=2, d_head=32, n_ctx=128),
         data=DataConfig(source="markov", markov_states=32, markov_alpha=0.1),
-        train=TrainConfig(steps=600, batch_size=64, lr=3e-3, warmup_steps=50,
+        train=TrainConfig(steps=800, batch_size=64, lr=3e-3, warmup_steps=50,
                           schedule="constant", eval_examples=256),
         preset="markov",
     )

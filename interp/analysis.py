@@ -1,0 +1,231 @@
+"""Per-checkpoint analysis of a run, stored once in its metrics file (group ``analysis``).
+
+``analyze_run`` measures every complete checkpoint not yet analysed (so it is incremental and
+can run while training goes on), skipping a checkpoint that fails its integrity check with a
+warning, and then recomputes the run-level phase-change statistics (group ``phase``).
+
+The probes are fixed per corpus and tokenizer, so every checkpoint of every run on the same
+data is measured on the same inputs:
+- ``icl_examples`` held-out sequences (``heldout_batch(n, seed=0)``) for loss by token index
+  and the ICL score;
+- the first ``ablation_examples`` of them for ablations, and ``pca_pairs`` fixed (example,
+  position) pairs among those for the per-token-loss vector;
+- repeated random tokens (25 x 4 after BOS, mid-frequency pool) for prefix matching,
+  duplicate-token and empirical copying scores;
+- the first ``pattern_examples`` held-out sequences (real text) for previous-token scores.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from interp import checkpoints, store
+from interp.data import load_dataset
+from interp.errors import CheckpointError, InterpError
+from interp.measures import ablation, circuits, heads
+from interp.measures.icl import icl_indices, icl_score, per_token_losses
+
+log = logging.getLogger("interp")
+GROUP = "analysis"
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Sample sizes of the analysis; recorded as attributes of the ``analysis`` group."""
+
+    icl_examples: int = 256
+    ablation_examples: int = 64
+    pca_pairs: int = 2048
+    pattern_examples: int = 32
+    prefix_sequences: int = 32
+    prefix_seq_len: int = 25
+    prefix_repeats: int = 4
+    ablate: bool = True
+    seed: int = 0
+
+
+@dataclass
+class Probes:
+    """The fixed inputs every checkpoint of a run is measured on."""
+
+    heldout: torch.Tensor  # [icl_examples, n_ctx]
+    repeated: torch.Tensor  # [prefix_sequences, 1 + seq_len * repeats]
+    seq_len: int
+    repeats: int
+    offset: int
+    pair_examples: torch.Tensor  # [pca_pairs] indices into the ablation examples
+    pair_positions: torch.Tensor  # [pca_pairs] token indices >= 1
+    late: int
+    early: int
+
+
+def build_probes(data, n_ctx: int, config: AnalysisConfig) -> Probes:
+    bos = data.bos_token_id
+    pool = heads.middle_frequency_pool(data.token_counts(), exclude=() if bos is None else (bos,))
+    offset = int(bos is not None)
+    seq_len = min(config.prefix_seq_len, len(pool))
+    repeats = max(2, min(config.prefix_repeats, (n_ctx - offset) // seq_len))
+    repeated = heads.repeated_random_tokens(pool, config.prefix_sequences, seq_len, repeats, bos,
+                                            config.seed)
+    rng = np.random.default_rng([config.seed, 7])
+    n_ablate = min(config.ablation_examples, config.icl_examples)
+    pair_examples = rng.integers(0, n_ablate, size=config.pca_pairs)
+    pair_positions = rng.integers(1, n_ctx, size=config.pca_pairs)
+    late, early = icl_indices(n_ctx)
+    return Probes(data.heldout_batch(config.icl_examples, seed=config.seed), repeated, seq_len,
+                  repeats, offset, torch.from_numpy(pair_examples), torch.from_numpy(pair_positions),
+                  late, early)
+
+
+@torch.no_grad()
+def analyze_checkpoint(model, probes: Probes, config: AnalysisConfig) -> dict[str, Any]:
+    """Every per-checkpoint measure of one model, as a flat dict of numpy arrays / floats."""
+    losses = per_token_losses(model, probes.heldout)  # [examples, n_ctx], column 0 NaN
+    icl = icl_score(losses, probes.late, probes.early)
+    repeated_patterns = heads.attention_patterns(model, probes.repeated)
+    text_patterns = heads.attention_patterns(model, probes.heldout[:config.pattern_examples])
+    pairs = losses[probes.pair_examples, probes.pair_positions]
+    row: dict[str, Any] = {
+        "icl_score": icl.score, "icl_score_stderr": icl.stderr,
+        "val_loss": float(np.nanmean(losses.numpy())),
+        "loss_by_position": losses.nanmean(0).numpy(),
+        "per_token_loss": pairs.numpy(),
+        "prefix_matching": heads.prefix_matching_score(repeated_patterns, probes.seq_len,
+                                                       probes.repeats, probes.offset).numpy(),
+        "duplicate_token": heads.duplicate_token_score(repeated_patterns, probes.seq_len,
+                                                       probes.repeats, probes.offset).numpy(),
+        "previous_token": heads.previous_token_score(text_patterns).numpy(),
+        "copying_ov": circuits.ov_copying_score(model).numpy(),
+        "copying_empirical": circuits.empirical_copying_score(model, probes.repeated).numpy(),
+    }
+    for kind, scores in circuits.composition_scores(model).items():
+        row[f"composition_{kind}"] = scores.numpy()
+    if config.ablate:
+        clean = losses[: config.ablation_examples]
+        ablated = ablation.ablated_losses(model, probes.heldout[: config.ablation_examples])
+        row["ablation_icl_change"] = ablation.ablation_effects(clean, ablated, probes.late,
+                                                               probes.early).numpy()
+        delta = ablated[:, :, probes.pair_examples, probes.pair_positions] - pairs
+        row["ablation_per_token_change"] = delta.numpy().astype(np.float32)
+    return row
+
+
+def analyzed_steps(run_dir: Path) -> set[int]:
+    try:
+        return {int(s) for s in store.series(run_dir, GROUP).get("step", [])}
+    except store.StoreError:
+        return set()
+
+
+def analyze_run(run_dir: str | Path, config: AnalysisConfig = AnalysisConfig(),
+                progress: bool = True) -> dict[str, Any]:
+    """Analyse the checkpoints of ``run_dir`` that are not analysed yet; then the phase change.
+
+    Returns {"analyzed": [steps], "skipped": {step: reason}, "pending": status note}.
+    """
+    run_dir = Path(run_dir)
+    run_config = checkpoints.read_config(run_dir)
+    found = checkpoints.list_checkpoints(run_dir)
+    if not found:
+        raise CheckpointError(f"'{run_dir}' has no complete checkpoint yet; wait for training to "
+                              f"write one (interp runs shows its status)")
+    todo = [c for c in found if c.step not in analyzed_steps(run_dir)]
+    result: dict[str, Any] = {"analyzed": [], "skipped": {}}
+    if todo:
+        data = _matching_dataset(run_dir, run_config)
+        probes = build_probes(data, run_config.model.n_ctx, config)
+        _analyze_checkpoints(run_dir, todo, probes, config, result, progress)
+    update_phase(run_dir)
+    return result
+
+
+def _analyze_checkpoints(run_dir: Path, todo: list, probes: Probes, config: AnalysisConfig,
+                         result: dict, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    tokens_per_step = checkpoints.read_config(run_dir).tokens_per_step
+    for checkpoint in tqdm(todo, desc=f"analyze {run_dir.name}", disable=not progress, unit="ckpt"):
+        try:
+            model = checkpoints.load_model(checkpoint.path)
+        except InterpError as err:
+            log.warning("skipping step %d: %s", checkpoint.step, err)
+            result["skipped"][checkpoint.step] = str(err)
+            continue
+        row = analyze_checkpoint(model, probes, config)
+        row.update(step=checkpoint.step, tokens=checkpoint.step * tokens_per_step)
+        with store.update(run_dir) as handle:
+            store.append(handle, GROUP, {k: [v] for k, v in row.items()})
+            handle[GROUP].attrs.update({**asdict(config), "icl_late_index": probes.late,
+                                        "icl_early_index": probes.early,
+                                        "prefix_matching_seq_len": probes.seq_len,
+                                        "prefix_matching_repeats": probes.repeats,
+                                        "bos": probes.offset})
+        result["analyzed"].append(checkpoint.step)
+
+
+def _matching_dataset(run_dir: Path, run_config):
+    """The run's dataset, refusing a corpus that differs from the one it was trained on."""
+    data = load_dataset(run_config.data, run_config.model.n_ctx)
+    trained_on = checkpoints.read_run_info(run_dir).get("data", {})
+    key = trained_on.get("cache_key")
+    if key and data.fingerprint.get("cache_key") and key != data.fingerprint["cache_key"]:
+        raise InterpError(f"'{run_dir}' was trained on a different corpus or tokenizer "
+                          f"({trained_on.get('corpus', {}).get('python', '?')} stdlib or another source) "
+                          f"than this machine rebuilds; analyse it where its data is")
+    return data
+
+
+def analysis_series(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """The ``analysis`` group sorted by step (rows may be appended out of order)."""
+    rows = store.series(run_dir, GROUP)
+    if not len(rows.get("step", [])):
+        return rows
+    order = np.argsort(rows["step"])
+    return {k: (v[order] if k != "attrs" else v) for k, v in rows.items()}
+
+
+def update_phase(run_dir: str | Path) -> dict[str, Any]:
+    """Recompute the run-level phase statistics from the stored series; store group ``phase``.
+
+    Stores the flat ``phase/...`` scalars of :func:`interp.phase.analyse_phase` as attributes
+    and, when there is a window and ablations, ``phase/ablation_projection`` [A, layer, head]:
+    each head's ablation loss change projected on the unit vector from the mean per-token
+    loss before the window to the mean after it.
+    """
+    from interp.phase import analyse_phase
+
+    rows = analysis_series(run_dir)
+    if len(rows.get("step", [])) < 3:
+        return {}
+    train = store.series(run_dir, "train")
+    report = analyse_phase(rows["tokens"], rows["icl_score"], train.get("tokens", np.zeros(0)),
+                           train.get("loss", np.zeros(0)), rows["prefix_matching"], rows["copying_ov"])
+    flat = report.to_flat_dict()
+    projection = _ablation_projection(rows, report.window)
+    with store.update(run_dir) as handle:
+        if "phase" in handle:
+            del handle["phase"]
+        group = handle.create_group("phase")
+        group.attrs.update({k.removeprefix("phase/"): v for k, v in flat.items()})
+        if projection is not None:
+            group.create_dataset("ablation_projection", data=projection)
+            group.create_dataset("step", data=rows["step"])
+    return flat
+
+
+def _ablation_projection(rows: dict, window) -> np.ndarray | None:
+    if window is None or "ablation_per_token_change" not in rows:
+        return None
+    tokens, vectors = rows["tokens"], rows["per_token_loss"]
+    before, after = tokens < window.start_tokens, tokens > window.end_tokens
+    if not before.any() or not after.any():
+        return None
+    direction = torch.from_numpy(vectors[after].mean(0) - vectors[before].mean(0))
+    delta = torch.from_numpy(rows["ablation_per_token_change"])  # [A, layer, head, pairs]
+    return ablation.projection_on_direction(delta, direction.float()).numpy()

@@ -1,0 +1,285 @@
+"""Weight-based circuit measures: OV copying scores and composition scores (Olsson et al. 2022).
+
+Conventions (TransformerLens's row-vector convention throughout): a residual-stream vector is a
+row ``x`` [d_model]; a head reads ``q = x W_Q``, ``k = x W_K``, ``v = x W_V`` and writes
+``z W_O``; its attention score is ``q k^T = x_q (W_Q W_K^T) x_k^T``. So per head
+
+- ``W_QK = W_Q W_K^T`` [d_model, d_model]: rows are the query side, columns the key side;
+- ``W_OV = W_V W_O`` [d_model, d_model]: ``x W_OV`` is what the head writes for input ``x``;
+- the full OV circuit on tokens is ``W_E W_V W_O W_U`` [d_vocab, d_vocab] (the paper's
+  ``W_U W_O W_V W_E`` in column convention, transposed; same eigenvalues).
+
+Everything works on this project's :class:`interp.model.Transformer` and on TransformerLens
+``TransformerBridge`` models (e.g. from ``TransformerBridge.boot_native``): both expose stacked
+``W_Q/W_K/W_V`` [layer, head, d_model, d_head], ``W_O`` [layer, head, d_head, d_model],
+``W_E``, ``W_U``, ``cfg.n_layers/n_heads``, ``ln_final`` and TransformerLens hook names; the
+small adapter :func:`_weights` reads them the same way from both. Functions are pure, run
+under ``torch.no_grad`` and return CPU float32 tensors; linear algebra runs in float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from interp.measures.icl import _device
+
+COMPOSITION_KINDS = ("k", "q", "v")
+
+
+# --------------------------------------------------------------------------- weights adapter
+
+@dataclass(frozen=True)
+class _Weights:
+    """Detached weights of a model, stacked over layers and heads (float64)."""
+
+    W_Q: Float[Tensor, "layer head d_model d_head"]
+    W_K: Float[Tensor, "layer head d_model d_head"]
+    W_V: Float[Tensor, "layer head d_model d_head"]
+    W_O: Float[Tensor, "layer head d_head d_model"]
+    W_E: Float[Tensor, "d_vocab d_model"]
+    W_U: Float[Tensor, "d_model d_vocab"]
+
+
+def _expand_heads(w: Tensor, n_heads: int) -> Tensor:
+    """Repeat grouped key/value heads (GQA) so every query head has its own copy."""
+    if w.shape[1] == n_heads:
+        return w
+    return w.repeat_interleave(n_heads // w.shape[1], dim=1)
+
+
+def _weights(model) -> _Weights:
+    """Read the stacked weights from this project's Transformer or a TransformerBridge.
+
+    Both expose the same properties (``W_Q`` ... ``W_U``) in TransformerLens layout; the
+    bridge needs nothing more except expanding grouped key/value heads when it has them.
+    """
+    n_heads = model.cfg.n_heads
+
+    def get(name: str) -> Tensor:
+        return getattr(model, name).detach().to(torch.float64)
+
+    return _Weights(
+        W_Q=get("W_Q"),
+        W_K=_expand_heads(get("W_K"), n_heads),
+        W_V=_expand_heads(get("W_V"), n_heads),
+        W_O=get("W_O"),
+        W_E=get("W_E"),
+        W_U=get("W_U"),
+    )
+
+
+def _final_norm(model) -> tuple[Tensor | None, bool]:
+    """(weight of the final norm or None, whether it centres over d_model).
+
+    This project's model: ``ln_final`` is a LayerNorm (``w``, centres) when
+    ``cfg.normalization == "layernorm"`` and an Identity otherwise. A TransformerBridge:
+    ``ln_final.w`` exists for LayerNorm and RMSNorm; it centres for ``normalization_type``
+    "LN"/"LNPre" and not for "RMS"/"RMSPre"/None.
+    """
+    cfg = model.cfg
+    if hasattr(cfg, "normalization"):
+        center = cfg.normalization == "layernorm"
+    else:
+        center = str(getattr(cfg, "normalization_type", None) or "").startswith("LN")
+    ln = getattr(model, "ln_final", None)
+    try:
+        w = None if ln is None else ln.w
+    except AttributeError:
+        w = None
+    w = None if not isinstance(w, Tensor) else w.detach().float()
+    return w, center
+
+
+def _safe_ratio(num: Tensor, den: Tensor) -> Tensor:
+    """num / den with 0/0 (and x/0) defined as 0 (heads with zero weights score 0)."""
+    return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), torch.zeros_like(num))
+
+
+# --------------------------------------------------------------------------- copying
+
+@torch.no_grad()
+def ov_copying_score(model) -> Float[Tensor, "layer head"]:
+    """Weight-based copying score of every head: Re(sum(lambda)) / sum(|lambda|) in [-1, 1].
+
+    lambda are the eigenvalues of the head's full OV circuit ``W_E W_V W_O W_U``
+    [d_vocab, d_vocab] (row convention; the paper's ``W_U W_O W_V W_E``). The dense vocab x vocab
+    matrix is never built: the circuit is ``FactoredMatrix(W_E W_V, W_O W_U)``, whose nonzero
+    eigenvalues are those of the small reverse product ``W_O W_U W_E W_V`` [d_head, d_head]
+    (``FactoredMatrix.eigenvalues``); we form that product as ``W_O (W_U W_E) W_V`` so that
+    nothing vocab-sized is stored per head. The remaining vocab eigenvalues are exactly 0 and
+    change neither sum. Positive = the head raises the logits of the tokens it attends to
+    (copying), -1 = it lowers them.
+
+    Choices: raw weights, no LayerNorm folded in (no ln1 / ln_final weights or scales), no
+    biases; computed in float64; a head whose circuit is zero (sum |lambda| = 0) scores 0.
+    """
+    w = _weights(model)
+    unembed_embed = w.W_U @ w.W_E  # [d_model, d_model]
+    small = w.W_O @ unembed_embed @ w.W_V  # W_O W_U W_E W_V: [layer, head, d_head, d_head]
+    eig = torch.linalg.eigvals(small)
+    return _safe_ratio(eig.sum(-1).real, eig.abs().sum(-1)).float().cpu()
+
+
+@torch.no_grad()
+def empirical_copying_score(model, tokens: Int[Tensor, "batch pos"], batch_size: int = 16
+                            ) -> Float[Tensor, "layer head"]:
+    """Empirical copying score of every head on ``tokens`` (random tokens the caller provides).
+
+    For each head, sequence and query position i >= 1:
+
+    1. direct logit effect of the head at i: ``u_i = out_i W_U`` where ``out_i = z_i W_O`` is the
+       head's output (``blocks.{l}.attn.hook_z`` times ``W_O``; no ``b_O``, which belongs to the
+       layer, and no ``b_U``). When the model ends in a LayerNorm, ``out_i`` is first centred over
+       d_model and multiplied elementwise by ``ln_final.w`` (an RMSNorm: multiplied only). The per-position
+       LayerNorm scale 1/sigma_i is NOT applied: it is a positive scalar per query and cancels
+       exactly from the ratio in step 3, so applying the cached ``ln_final.hook_scale`` would
+       give the same number;
+    2. ``r_i = relu(u_i - mean_v u_i[v])`` (mean over the vocabulary);
+    3. ``score_i = sum_j pattern[i, j] * r_i[tok_j] / sum_v r_i[v]`` (attention-weighted share
+       of the positive logit increase on the tokens the head attends to; 0/0 := 0, e.g. a head
+       whose output W_U does not read).
+
+    The score is the mean of score_i over queries i >= 1 (query 0 can only attend to itself)
+    and sequences. It is 1 for a head that attends sharply to one token (or to copies of one
+    token) and raises only that token's logit; note it is attention-weighted, so a head that
+    copies perfectly but spreads its attention evenly over k distinct tokens scores 1/k.
+    """
+    device = _device(model)
+    n_layers = model.cfg.n_layers
+    w = _weights(model)
+    W_O = w.W_O.float().to(device)
+    W_U = w.W_U.float().to(device)
+    ln_w, center = _final_norm(model)
+    names = {f"blocks.{layer}.attn.{hook}" for layer in range(n_layers) for hook in ("hook_z", "hook_pattern")}
+    total = torch.zeros(n_layers, model.cfg.n_heads, dtype=torch.float64)
+    n_queries = 0
+    for start in range(0, tokens.shape[0], batch_size):
+        chunk = tokens[start:start + batch_size].to(device)
+        _, cache = model.run_with_cache(chunk, names_filter=lambda name: name in names)
+        n_batch, n_pos = chunk.shape
+        n_queries += n_batch * (n_pos - 1)
+        for layer in range(n_layers):
+            z = cache[f"blocks.{layer}.attn.hook_z"].float()[:, 1:]  # [batch, query, head, d_head]
+            pattern = cache[f"blocks.{layer}.attn.hook_pattern"].float()[:, :, 1:]  # [b, h, q, k]
+            out = torch.einsum("bqhk,hkd->bqhd", z, W_O[layer])
+            if center:
+                out = out - out.mean(-1, keepdim=True)
+            if ln_w is not None:
+                out = out * ln_w.to(device)
+            logits = out @ W_U  # [batch, query, head, vocab]
+            pos_logits = (logits - logits.mean(-1, keepdim=True)).relu().transpose(1, 2)  # [b, h, q, v]
+            index = chunk[:, None, None, :].expand(-1, pos_logits.shape[1], n_pos - 1, -1)
+            on_attended = pos_logits.gather(-1, index)  # r_i[tok_j]: [batch, head, query, key]
+            target = (pattern * on_attended).sum(-1)
+            share = _safe_ratio(target, pos_logits.sum(-1))  # [batch, head, query]
+            total[layer] += share.double().sum(dim=(0, 2)).cpu()
+    return (total / max(n_queries, 1)).float()
+
+
+# --------------------------------------------------------------------------- composition
+
+def _r_factor(a: Tensor) -> Tensor:
+    """R of the reduced QR of ``a`` [..., n, m]: ||a X||_F = ||R X||_F for every X (Q is an
+    isometry), with R [..., min(n, m), m]. This is how the products stay small yet exact."""
+    return torch.linalg.qr(a, mode="r").R
+
+
+def _collapsed(W_Q: Tensor, W_K: Tensor, W_V: Tensor, W_O: Tensor
+               ) -> tuple[Tensor, dict[str, Tensor]]:
+    """Small exact stand-ins for the d_model x d_model matrices of every head.
+
+    Every score is ``||W_OV^{h1} X^{h2}||_F / (||W_OV^{h1}||_F ||X^{h2}||_F)`` with X = W_QK
+    (Q), W_QK^T (K), W_OV (V). With ``W_V1 = Q1 R1`` and, for ``X = A B``, ``B^T = Q2 R2``
+    (reduced QRs; Q1, Q2 isometries), ``||W_V1 W_O1 A B||_F = ||(R1 W_O1) (A R2^T)||_F``:
+    the Frobenius norm of the real product, computed in a d_head x d_head form (no trace
+    shortcut). Returns ``left = R1 W_O`` [..., m, d_model] and ``right[kind] = A R2^T``
+    [..., d_model, m]; also ||left|| = ||W_OV|| and ||right[kind]|| = ||X||.
+    """
+    left = _r_factor(W_V) @ W_O
+    right = {
+        "q": W_Q @ _r_factor(W_K).transpose(-1, -2),  # X = W_Q W_K^T = W_QK
+        "k": W_K @ _r_factor(W_Q).transpose(-1, -2),  # X = W_K W_Q^T = W_QK^T
+        "v": W_V @ _r_factor(W_O.transpose(-1, -2)).transpose(-1, -2),  # X = W_V W_O = W_OV
+    }
+    return left, right
+
+
+def _fro(m: Tensor) -> Tensor:
+    return m.flatten(-2).norm(dim=-1)
+
+
+def _composition_from_weights(W_Q: Tensor, W_K: Tensor, W_V: Tensor, W_O: Tensor
+                              ) -> dict[str, Tensor]:
+    """Composition scores [l1, h1, l2, h2] from stacked per-head weights (float64)."""
+    n_layers, n_heads = W_Q.shape[:2]
+    left, right = _collapsed(W_Q, W_K, W_V, W_O)
+    left_norm = _fro(left)  # ||W_OV^{h1}||_F [layer, head]
+    scores = {}
+    for kind, r in right.items():
+        right_norm = _fro(r)
+        out = torch.full((n_layers, n_heads, n_layers, n_heads), float("nan"), dtype=W_Q.dtype,
+                         device=W_Q.device)
+        for l1 in range(n_layers - 1):  # one earlier layer at a time bounds the memory
+            num = _fro(torch.einsum("hmd,bgdn->hbgmn", left[l1], r[l1 + 1:]))
+            den = left_norm[l1][:, None, None] * right_norm[l1 + 1:][None]
+            out[l1, :, l1 + 1:] = _safe_ratio(num, den)
+        scores[kind] = out
+    return scores
+
+
+@torch.no_grad()
+def composition_scores(model) -> dict[str, Float[Tensor, "l1 h1 l2 h2"]]:
+    """Q-, K- and V-composition scores between every head h1 of layer l1 and h2 of layer l2.
+
+    Row convention (module docstring): head h1 writes ``x W_OV^{h1}``. When that is the
+    *key* input of h2 the score is ``x_q W_QK^{h2} (y W_OV^{h1})^T = x_q W_QK^{h2} (W_OV^{h1})^T y^T``,
+    so K-composition reads ``W_QK^{h2} (W_OV^{h1})^T``; as the *query* input it is
+    ``y W_OV^{h1} W_QK^{h2} x_k^T``, so Q-composition reads ``W_OV^{h1} W_QK^{h2}``; as the value
+    input h2 writes ``y W_OV^{h1} W_OV^{h2}``. Scores (all in [0, 1]):
+
+    - ``k``: ||W_QK^{h2} (W_OV^{h1})^T||_F / (||W_QK^{h2}||_F ||W_OV^{h1}||_F)
+      (= ||W_OV^{h1} (W_QK^{h2})^T||_F / ..., TransformerLens's form);
+    - ``q``: ||W_OV^{h1} W_QK^{h2}||_F / (||W_QK^{h2}||_F ||W_OV^{h1}||_F);
+    - ``v``: ||W_OV^{h1} W_OV^{h2}||_F / (||W_OV^{h2}||_F ||W_OV^{h1}||_F).
+
+    The numerator is the Frobenius norm of the real product, computed exactly through QR
+    factors of the d_model x d_head weights (never a "cyclic" trace shortcut, per the paper's
+    errata). Raw weights: LayerNorms, biases and positional terms are not folded in. A pair
+    with a zero-weight head scores 0 (0/0 := 0). Entries with l2 <= l1 are NaN.
+
+    Returns: ``{"k", "q", "v"}`` -> float32 CPU tensors [n_layers, n_heads, n_layers, n_heads]
+    indexed [l1, h1, l2, h2].
+    """
+    w = _weights(model)
+    scores = _composition_from_weights(w.W_Q, w.W_K, w.W_V, w.W_O)
+    return {kind: scores[kind].float().cpu() for kind in COMPOSITION_KINDS}
+
+
+@torch.no_grad()
+def composition_baseline(d_model: int, d_head: int, n_samples: int = 32, seed: int = 0
+                         ) -> dict[str, float]:
+    """Mean composition scores of random heads, to read the scores of a model against.
+
+    Each sample draws two heads (h1 in layer 0, h2 in layer 1) whose W_Q, W_K, W_V
+    [d_model, d_head] and W_O [d_head, d_model] are i.i.d. standard Gaussian (the scores are
+    scale-invariant, so the standard deviation does not matter) from a CPU generator seeded
+    with ``seed``, and scores them exactly as :func:`composition_scores`; the result is the
+    mean over ``n_samples`` samples. Same arguments, same numbers. Keys "k", "q", "v".
+    """
+    gen = torch.Generator().manual_seed(seed)
+
+    def draw(*shape: int) -> Tensor:
+        return torch.randn(2, n_samples, *shape, generator=gen, dtype=torch.float64)
+
+    W_Q, W_K, W_V = (draw(d_model, d_head) for _ in range(3))
+    W_O = draw(d_head, d_model)
+    left, right = _collapsed(W_Q, W_K, W_V, W_O)  # [2 (h1, h2), sample, ...]
+    out = {}
+    for kind in COMPOSITION_KINDS:
+        num = _fro(left[0] @ right[kind][1])
+        out[kind] = float(_safe_ratio(num, _fro(left[0]) * _fro(right[kind][1])).mean())
+    return out

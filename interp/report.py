@@ -1,0 +1,214 @@
+"""``interp report``: a compact text summary of analysed runs and the paper's figures as PNG.
+
+Figures (one set per run, plus one PCA figure for all runs given):
+- ``<run>_icl_loss.png``: ICL score (with its standard error) and training loss over tokens,
+  the phase-change window shaded;
+- ``<run>_heads.png``: prefix matching and OV copying score of every head over training,
+  coloured by layer;
+- ``<run>_loss_by_position.png``: held-out loss at each token index over training (heatmap);
+- ``<run>_ablation.png``: change of the ICL score when each head is ablated, over training;
+- ``pca.png``: per-token-loss PCA trajectories of all runs given.
+Reads only the metrics file; computes nothing a measure function has not stored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from interp import store
+from interp.analysis import analysis_series
+from interp.errors import InterpError
+from interp.measures.pca import per_token_loss_pca
+from interp.summary import summarize
+
+LAYER_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
+                 "tab:pink", "tab:gray"]
+
+
+def phase_attrs(run_dir: Path) -> dict[str, Any]:
+    with store.read(run_dir) as handle:
+        return dict(handle["phase"].attrs) if "phase" in handle else {}
+
+
+def _rows(run_dir: Path) -> dict[str, np.ndarray]:
+    rows = analysis_series(run_dir)
+    if not len(rows.get("step", [])):
+        raise InterpError(f"'{run_dir}' has no analysis yet; run 'interp analyze {run_dir}' first")
+    return rows
+
+
+def text_report(run_dir: str | Path) -> str:
+    """The training summary plus window, induction heads, ICL before/after and lag."""
+    run_dir = Path(run_dir)
+    rows, phase = _rows(run_dir), phase_attrs(run_dir)
+    lines = [summarize(run_dir), f"analysis   {len(rows['step'])} checkpoints analysed "
+             f"(ICL on {rows['attrs'].get('icl_examples')} held-out sequences, tokens "
+             f"{rows['attrs'].get('icl_late_index')} vs {rows['attrs'].get('icl_early_index')})"]
+    start, end = phase.get("window_start_tokens", np.nan), phase.get("window_end_tokens", np.nan)
+    if np.isnan(start):
+        lines.append("phase      no phase change: the ICL score has no abrupt drop")
+    else:
+        lines.append(f"phase      window {start / 1e6:.2f}M-{end / 1e6:.2f}M tokens; ICL score "
+                     f"{phase.get('icl_before', np.nan):+.3f} before, {phase.get('icl_after', np.nan):+.3f} "
+                     f"after; {100 * phase.get('window_share', np.nan):.0f}% of the total change inside")
+    bump = phase.get("bump_start_tokens", np.nan)
+    if not np.isnan(bump):
+        lines.append(f"loss bump  {bump / 1e6:.2f}M-{phase.get('bump_end_tokens') / 1e6:.2f}M tokens, "
+                     f"{phase.get('bump_height', np.nan):.3f} nats above the convex hull")
+    lines += _head_lines(rows, phase)
+    return "\n".join(lines)
+
+
+def _head_lines(rows: dict, phase: dict) -> list[str]:
+    found = str(phase.get("induction_heads", "")).strip()
+    if not found:
+        return ["induction  no head passes the induction rule (prefix matching and positive copying)"]
+    lines = []
+    for name in found.split(","):
+        layer, head = (int(x) for x in name.split("."))
+        formed = phase.get(f"head_{layer}.{head}_formation_tokens", np.nan)
+        lag = phase.get(f"head_{layer}.{head}_lag_log10", np.nan)
+        low, high = phase.get(f"head_{layer}.{head}_lag_low", np.nan), phase.get(f"head_{layer}.{head}_lag_high", np.nan)
+        ablation = rows.get("ablation_icl_change")
+        ablated = f", ablation changes ICL by {ablation[-1, layer, head]:+.3f}" if ablation is not None else ""
+        lines.append(f"head {layer}.{head}   prefix matching {rows['prefix_matching'][-1, layer, head]:.2f}, "
+                     f"copying {rows['copying_ov'][-1, layer, head]:+.2f}{ablated}; formed at "
+                     f"{formed / 1e6:.2f}M tokens; lag to the ICL change {lag:+.3f} log10 tokens "
+                     f"(90% interval {low:+.3f}..{high:+.3f})")
+    return lines
+
+
+# --------------------------------------------------------------------------- figures
+
+def _shade(ax, phase: dict) -> None:
+    start, end = phase.get("window_start_tokens", np.nan), phase.get("window_end_tokens", np.nan)
+    if not np.isnan(start):
+        ax.axvspan(start, end, color="gold", alpha=0.3, label="phase-change window")
+
+
+def _per_head(ax, tokens: np.ndarray, values: np.ndarray) -> None:
+    """One line per head of a [checkpoint, layer, head] series, coloured by layer."""
+    for layer in range(values.shape[1]):
+        for head in range(values.shape[2]):
+            ax.plot(tokens, values[:, layer, head], color=LAYER_COLOURS[layer % 8], lw=1,
+                    label=f"layer {layer}" if head == 0 else None)
+
+
+def _over_tokens(ax, phase: dict, ylabel: str | None = None, title: str | None = None) -> None:
+    """Log-token x axis, the phase window shaded, labels and legend."""
+    _shade(ax, phase)
+    ax.set_xscale("log")
+    ax.set_xlabel("tokens")
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+
+
+def figure_icl_loss(run_dir: Path, rows: dict, phase: dict, out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    train = store.series(run_dir, "train")
+    fig, (icl_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    keep = rows["tokens"] > 0
+    tokens, icl, err = rows["tokens"][keep], rows["icl_score"][keep], rows["icl_score_stderr"][keep]
+    icl_ax.plot(tokens, icl, "o-", ms=3, label="ICL score")
+    icl_ax.fill_between(tokens, icl - err, icl + err, alpha=0.2, label="± standard error")
+    loss_ax.plot(train["tokens"], train["loss"], lw=1, label="training loss")
+    loss_ax.plot(tokens, rows["val_loss"][keep], "o", ms=3, label="held-out loss")
+    _over_tokens(icl_ax, phase, "ICL score (nats)")
+    _over_tokens(loss_ax, phase, "loss (nats)")
+    fig.suptitle(f"{run_dir.name}: in-context learning and loss")
+    return _save(fig, out / f"{run_dir.name}_icl_loss.png")
+
+
+def figure_heads(run_dir: Path, rows: dict, phase: dict, out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    keep = rows["tokens"] > 0
+    for ax, name, title in ((axes[0], "prefix_matching", "prefix-matching score"),
+                            (axes[1], "copying_ov", "copying score (OV eigenvalues)")):
+        _per_head(ax, rows["tokens"][keep], rows[name][keep])
+        _over_tokens(ax, phase, title=title)
+    fig.suptitle(f"{run_dir.name}: every head over training")
+    return _save(fig, out / f"{run_dir.name}_heads.png")
+
+
+def figure_loss_by_position(run_dir: Path, rows: dict, out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    losses = rows["loss_by_position"][:, 1:]
+    image = ax.imshow(losses, aspect="auto", origin="lower", cmap="viridis",
+                      extent=(1, losses.shape[1] + 1, 0, len(losses)))
+    ticks = np.linspace(0, len(losses) - 1, 6).astype(int)
+    ax.set_yticks(ticks + 0.5, [f"{rows['tokens'][t] / 1e6:.2f}M" for t in ticks])
+    ax.set_xlabel("token index")
+    ax.set_ylabel("checkpoint (tokens trained)")
+    fig.colorbar(image, label="held-out loss (nats)")
+    ax.set_title(f"{run_dir.name}: loss by token index over training")
+    return _save(fig, out / f"{run_dir.name}_loss_by_position.png")
+
+
+def figure_ablation(run_dir: Path, rows: dict, phase: dict, out: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    if "ablation_icl_change" not in rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    keep = rows["tokens"] > 0
+    _per_head(ax, rows["tokens"][keep], rows["ablation_icl_change"][keep])
+    ax.axhline(0, color="k", lw=0.5)
+    _over_tokens(ax, phase, "ICL score change when ablated (nats)",
+                 f"{run_dir.name}: pattern-preserving ablation of each head")
+    return _save(fig, out / f"{run_dir.name}_ablation.png")
+
+
+def figure_pca(run_dirs: list[Path], all_rows: list[dict], out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    projections, explained = per_token_loss_pca([rows["per_token_loss"] for rows in all_rows])
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for run_dir, points in zip(run_dirs, projections):
+        line, = ax.plot(points[:, 0], points[:, 1], "-", lw=1, label=run_dir.name)
+        ax.scatter(points[:, 0], points[:, 1], s=8, color=line.get_color())
+        ax.annotate("start", points[0, :2], fontsize=7)
+    ax.set_xlabel(f"PC 1 ({100 * explained[0]:.0f}% of variance)")
+    ax.set_ylabel(f"PC 2 ({100 * explained[1]:.0f}%)")
+    ax.set_title("per-token-loss PCA trajectories")
+    ax.legend(fontsize=8)
+    return _save(fig, out / "pca.png")
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_figures(run_dirs: list[str | Path], out: str | Path | None = None) -> list[Path]:
+    """Write every figure of the given runs; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed; never opens a window
+    run_dirs = [Path(r) for r in run_dirs]
+    out = Path(out) if out else run_dirs[0] / "figures"
+    written, all_rows = [], []
+    for run_dir in run_dirs:
+        rows, phase = _rows(run_dir), phase_attrs(run_dir)
+        all_rows.append(rows)
+        written += [figure_icl_loss(run_dir, rows, phase, out), figure_heads(run_dir, rows, phase, out),
+                    figure_loss_by_position(run_dir, rows, out)]
+        written.append(figure_ablation(run_dir, rows, phase, out))
+    if len({rows["per_token_loss"].shape[1] for rows in all_rows}) == 1:
+        written.append(figure_pca(run_dirs, all_rows, out))
+    return [p for p in written if p is not None]

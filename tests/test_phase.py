@@ -1,0 +1,294 @@
+"""Phase-change statistics on synthetic series with known answers, and on the default run."""
+
+from __future__ import annotations
+
+import math
+
+import h5py
+import numpy as np
+import pytest
+
+from interp.phase import (LossBump, PhaseReport, PhaseWindow, analyse_phase, classify_induction_heads,
+                          formation_lag, formation_time, local_linear, loss_bump, lower_hull,
+                          phase_change_window)
+
+CENTRE = 3e6
+# 70 checkpoints from 4e4 to 8e6: 30 log-spaced and 40 linearly spaced, like a dense run.
+TOKENS = np.unique(np.round(np.r_[np.geomspace(4e4, 8e6, 30), np.linspace(4e4, 8e6, 40)]))
+X = np.log10(TOKENS)
+
+
+def sigmoid(centre: float, scale: float = 0.025) -> np.ndarray:
+    """0 -> 1 over log10 tokens; 10%-90% takes 4.4 * scale decades (0.11 here, like the real run)."""
+    return 1 / (1 + np.exp(-np.clip((X - math.log10(centre)) / scale, -50, 50)))
+
+
+def noise(sd: float, seed: int = 0) -> np.ndarray:
+    return sd * np.random.default_rng(seed).standard_normal(X.size)
+
+
+# --------------------------------------------------------------------------- smoothing
+
+def test_local_linear__reproduces_a_line_exactly():
+    level, slope = local_linear(X)
+    line = 0.3 - 0.7 * X
+    np.testing.assert_allclose(level @ line, line, atol=1e-9)
+    np.testing.assert_allclose(slope @ line, -0.7, atol=1e-9)
+
+
+# --------------------------------------------------------------------------- the ICL window
+
+def test_window__sigmoid_drop_in_log_tokens():
+    window = phase_change_window(TOKENS, -0.4 * sigmoid(CENTRE) + noise(0.05))
+    assert isinstance(window, PhaseWindow)
+    assert window.start_tokens < CENTRE < window.end_tokens
+    assert abs(math.log10(window.peak_tokens / CENTRE)) < 0.03
+    assert abs(window.icl_before) < 0.03 and abs(window.icl_after + 0.4) < 0.03
+    assert window.share > 0.75 and window.width_decades < 0.3
+
+
+@pytest.mark.parametrize("centre", [3e5, 1e6])
+def test_window__found_where_checkpoints_are_sparser(centre):
+    window = phase_change_window(TOKENS, -0.4 * sigmoid(centre) + noise(0.05))
+    assert window is not None and window.start_tokens < centre < window.end_tokens
+
+
+@pytest.mark.parametrize("name, series", [
+    ("flat", np.zeros_like(X)),
+    ("slow decline in log tokens, one-layer-like", -0.2 * (X - X[0]) / (X[-1] - X[0])),
+    ("steady decline in tokens (steep at the end of a log axis)", -0.6 * TOKENS / TOKENS[-1]),
+])
+@pytest.mark.parametrize("sd", [0.05, 0.1])
+def test_window__none_without_an_abrupt_drop(name, series, sd):
+    found = [phase_change_window(TOKENS, series + noise(sd, seed)) for seed in range(10)]
+    assert found == [None] * 10, name
+
+
+def test_window__none_when_the_drop_only_undoes_an_earlier_rise():
+    rise_and_fall = 0.25 * (sigmoid(4e5) - sigmoid(8e5)) + noise(0.03)
+    assert phase_change_window(TOKENS, rise_and_fall) is None
+
+
+def test_window__none_when_the_drop_runs_into_the_end_of_the_run():
+    assert phase_change_window(TOKENS, -0.4 * sigmoid(8.5e6) + noise(0.05)) is None
+
+
+def test_window__few_checkpoints_give_none():
+    assert phase_change_window(TOKENS[:4], np.zeros(4)) is None
+
+
+# --------------------------------------------------------------------------- the default run
+
+# interp's default run (2 layers, 8.19M tokens): ICL score on 128 held-out sequences and the
+# best layer-1 prefix-matching score, per checkpoint. ICL keeps drifting down after the drop.
+REAL_TOKENS = np.array([
+    0, 4096, 8192, 12288, 16384, 20480, 24576, 28672, 36864, 45056, 57344, 73728, 90112, 110592,
+    139264, 163840, 176128, 217088, 270336, 327680, 335872, 421888, 491520, 524288, 655360, 815104,
+    819200, 983040, 1015808, 1146880, 1269760, 1310720, 1474560, 1581056, 1638400, 1802240, 1966080,
+    1970176, 2129920, 2293760, 2457600, 2621440, 2785280, 2949120, 3112960, 3276800, 3440640,
+    3604480, 3768320, 3932160, 4096000, 4259840, 4423680, 4587520, 4751360, 4915200, 5079040,
+    5242880, 5406720, 5570560, 5734400, 5898240, 6062080, 6225920, 6389760, 6553600, 6717440,
+    6881280, 7045120, 7208960, 7372800, 7536640, 7700480, 7864320, 8028160, 8192000], dtype=float)
+REAL_ICL = np.array([
+    -0.022, -0.021, -0.021, -0.020, -0.020, -0.020, -0.020, -0.020, -0.021, -0.021, -0.020, -0.016,
+    -0.001, -0.001, -0.056, -0.163, -0.016, -0.007, 0.026, 0.012, -0.020, -0.038, 0.016, -0.020,
+    0.002, -0.167, -0.183, -0.263, -0.126, -0.112, -0.144, -0.047, -0.129, -0.003, -0.101, -0.062,
+    -0.011, -0.003, 0.120, -0.109, 0.010, 0.011, -0.053, -0.113, -0.296, -0.297, -0.346, -0.270,
+    -0.305, -0.293, -0.409, -0.376, -0.591, -0.428, -0.377, -0.304, -0.244, -0.505, -0.346, -0.417,
+    -0.382, -0.374, -0.444, -0.492, -0.491, -0.520, -0.570, -0.596, -0.593, -0.669, -0.395, -0.595,
+    -0.591, -0.712, -0.660, -0.696])
+REAL_PREFIX = np.array([
+    0.031, 0.031, 0.031, 0.031, 0.031, 0.031, 0.031, 0.031, 0.031, 0.031, 0.031, 0.031, 0.031,
+    0.030, 0.031, 0.031, 0.032, 0.034, 0.036, 0.036, 0.036, 0.035, 0.033, 0.033, 0.032, 0.033,
+    0.033, 0.032, 0.032, 0.031, 0.030, 0.029, 0.031, 0.031, 0.033, 0.031, 0.033, 0.033, 0.034,
+    0.041, 0.049, 0.076, 0.143, 0.234, 0.326, 0.453, 0.555, 0.604, 0.618, 0.622, 0.653, 0.624,
+    0.678, 0.642, 0.673, 0.674, 0.655, 0.692, 0.698, 0.711, 0.697, 0.686, 0.737, 0.753, 0.757,
+    0.765, 0.783, 0.780, 0.777, 0.772, 0.780, 0.778, 0.804, 0.759, 0.765, 0.767])
+
+
+def test_default_run__window_brackets_the_abrupt_drop_despite_the_later_drift():
+    window = phase_change_window(REAL_TOKENS, REAL_ICL)
+    assert window is not None
+    assert 2.4e6 <= window.start_tokens <= 2.8e6 and 3.2e6 <= window.end_tokens <= 3.6e6
+    assert 2.8e6 <= window.peak_tokens <= 3.1e6
+    assert window.drop > 0.2 and 0.3 < window.share < 0.6  # the drift carries the rest
+    assert window.icl_before > -0.1 and window.icl_after < -0.4
+
+
+def test_default_run__head_forms_with_the_icl_drop():
+    window = phase_change_window(REAL_TOKENS, REAL_ICL)
+    formed = formation_time(REAL_TOKENS, REAL_PREFIX)
+    assert 3.0e6 < formed < 3.4e6  # crosses half of its final 0.77 between 3.11M and 3.28M
+    lag = formation_lag(formed, window, REAL_TOKENS, REAL_ICL, REAL_TOKENS, REAL_PREFIX, n_boot=300)
+    assert 0 < lag.lag_log10 < 0.08 and lag.low < lag.lag_log10 < lag.high
+    assert lag.resolution_log10 < 0.05
+
+
+# --------------------------------------------------------------------------- the loss bump
+
+LOG_TOKENS = np.arange(1, 201) * 40960.0  # loss logged every step, linear in tokens
+CONVEX = 2.2 + 4.0 * (LOG_TOKENS / 4e4) ** -0.35
+
+
+def loss_noise(seed: int = 0) -> np.ndarray:
+    return 0.05 * np.random.default_rng(seed).standard_normal(LOG_TOKENS.size)
+
+
+def test_loss_bump__found_where_the_loss_stalls():
+    bump_shape = 0.1 * np.exp(-0.5 * ((np.log10(LOG_TOKENS / CENTRE)) / 0.05) ** 2)
+    bump = loss_bump(LOG_TOKENS, CONVEX + bump_shape + loss_noise())
+    assert isinstance(bump, LossBump)
+    assert bump.start_tokens < CENTRE < bump.end_tokens
+    assert abs(math.log10(bump.peak_tokens / CENTRE)) < 0.05
+    assert bump.tolerance < bump.height < 0.1
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_loss_bump__none_for_a_convex_decay_with_noise(seed):
+    assert loss_bump(LOG_TOKENS, CONVEX + loss_noise(seed)) is None
+
+
+def test_loss_bump__many_logged_steps_are_binned():
+    tokens = np.arange(1, 20001) * 410.0
+    loss = (2.2 + 4.0 * (tokens / 4e4) ** -0.35 + 0.1 * np.exp(-0.5 * (np.log10(tokens / CENTRE) / 0.05) ** 2)
+            + 0.05 * np.random.default_rng(0).standard_normal(tokens.size))
+    bump = loss_bump(tokens, loss)
+    assert bump is not None and bump.start_tokens < CENTRE < bump.end_tokens
+
+
+def test_loss_bump__empty_series():
+    assert loss_bump(np.zeros(0), np.zeros(0)) is None
+
+
+def test_lower_hull__touches_convex_points_and_bridges_a_bump():
+    x = np.arange(5.0)
+    np.testing.assert_allclose(lower_hull(x, np.array([4.0, 1, 0, 1, 4])), [4, 1, 0, 1, 4])
+    np.testing.assert_allclose(lower_hull(x, np.array([0.0, 0, 1, 0, 0])), [0, 0, 0, 0, 0])
+
+
+# --------------------------------------------------------------------------- heads
+
+def test_classify__needs_both_prefix_matching_and_copying():
+    prefix = np.array([[0.9, 0.1, 0.5], [0.41, 0.6, 0.39]])
+    copying = np.array([[0.5, 0.9, -0.2], [0.1, 0.0, 0.9]])
+    assert classify_induction_heads(prefix, copying) == [(0, 0), (1, 0)]
+    assert classify_induction_heads(prefix, copying, prefix_threshold=0.3, copying_threshold=-0.5) == \
+        [(0, 0), (0, 2), (1, 0), (1, 1), (1, 2)]
+    copying[0, 0] = np.nan  # not measured: not classified
+    assert classify_induction_heads(prefix, copying) == [(1, 0)]
+
+
+def test_formation_time__interpolates_in_log_tokens():
+    tokens = np.array([0, 1e5, 2e5, 4e5, 8e5, 1.6e6])
+    scores = np.array([0.0, 0.0, 0.0, 0.2, 0.8, 0.8])
+    # half of the final 0.8 is 0.4, a third of the way from 0.2 (4e5) to 0.8 (8e5) in log tokens
+    assert formation_time(tokens, scores) == pytest.approx(4e5 * 2 ** (1 / 3))
+    assert formation_time(tokens, scores, threshold=0.8 - 1e-9) == pytest.approx(8e5, rel=1e-6)
+    assert formation_time(tokens, scores, threshold=-1) == pytest.approx(1e5)
+
+
+def test_formation_time__counts_only_the_last_crossing_and_none_if_never():
+    tokens = np.array([1e5, 2e5, 4e5, 8e5, 1.6e6])
+    assert formation_time(tokens, np.array([0.0, 0.6, 0.1, 0.6, 0.8])) == pytest.approx(
+        10 ** (math.log10(4e5) + 0.6 * math.log10(2)))  # (0.4 - 0.1) / (0.6 - 0.1) past 4e5
+    assert formation_time(tokens, np.array([0.0, 0.5, 0.6, 0.5, 0.1]), threshold=0.4) is None
+    assert formation_time(tokens, np.zeros(5)) is None
+
+
+# --------------------------------------------------------------------------- lag
+
+def lag_series(icl_centre: float, head_centre: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    icl = -0.4 * sigmoid(icl_centre) + 0.05 * rng.standard_normal(X.size)
+    head = 0.03 + 0.67 * sigmoid(head_centre) + 0.01 * rng.standard_normal(X.size)
+    return icl, head
+
+
+def test_lag__head_forming_with_the_drop_is_indistinguishable_from_zero():
+    icl, head = lag_series(1e6, 1e6)
+    window = phase_change_window(TOKENS, icl)
+    lag = formation_lag(formation_time(TOKENS, head), window, TOKENS, icl, TOKENS, head, n_boot=500)
+    assert abs(lag.lag_log10) < 0.05 and lag.low < 0 < lag.high
+    assert lag.ratio == pytest.approx(10 ** lag.lag_log10) and not lag.resolved
+
+
+def test_lag__head_forming_three_times_later_is_resolved():
+    icl, head = lag_series(1e6, 3e6)
+    window = phase_change_window(TOKENS, icl)
+    lag = formation_lag(formation_time(TOKENS, head), window, TOKENS, icl, TOKENS, head, n_boot=500)
+    assert lag.lag_log10 == pytest.approx(math.log10(3), abs=0.05)
+    assert 0 < lag.low < lag.lag_log10 < lag.high and lag.resolved
+    assert lag.ratio == pytest.approx(3, rel=0.15)
+
+
+def test_lag__same_seed_same_interval():
+    icl, head = lag_series(1e6, 1e6)
+    window = phase_change_window(TOKENS, icl)
+    args = (formation_time(TOKENS, head), window, TOKENS, icl, TOKENS, head)
+    assert formation_lag(*args, n_boot=200, seed=3) == formation_lag(*args, n_boot=200, seed=3)
+
+
+# --------------------------------------------------------------------------- the report
+
+def synthetic_run(with_phase: bool = True):
+    """Checkpoints (with one at 0 tokens), 2 layers x 3 heads; heads 1.0 and 1.2 form."""
+    tokens = np.r_[0.0, TOKENS]
+    icl = np.r_[0.0, (-0.4 * sigmoid(CENTRE) if with_phase else 0 * X) + noise(0.05)]
+    prefix = np.full((tokens.size, 2, 3), 0.03)
+    prefix[1:, 1, 0] = 0.03 + 0.7 * sigmoid(CENTRE)
+    prefix[1:, 1, 2] = 0.03 + 0.5 * sigmoid(2 * CENTRE)
+    prefix[1:, 1, 1] = 0.03 + 0.7 * sigmoid(CENTRE)  # attends like an induction head ...
+    copying = np.full_like(prefix, 0.2)
+    copying[:, 1, 1] = -0.3  # ... but anti-copies
+    return tokens, icl, prefix, copying
+
+
+def test_analyse_phase__report_and_flat_dict_round_trip_through_hdf5(tmp_path):
+    tokens, icl, prefix, copying = synthetic_run()
+    bump = 0.1 * np.exp(-0.5 * (np.log10(LOG_TOKENS / CENTRE) / 0.05) ** 2)
+    report = analyse_phase(tokens, icl, LOG_TOKENS, CONVEX + bump + loss_noise(), prefix, copying,
+                           n_boot=200)
+    assert isinstance(report, PhaseReport)
+    assert report.induction_heads == [(1, 0), (1, 2)]
+    assert report.window is not None and report.bump is not None
+    assert report.formation_tokens[(1, 2)] > report.formation_tokens[(1, 0)]
+    assert abs(report.lags[(1, 0)].lag_log10) < 0.05
+    assert report.lags[(1, 2)].lag_log10 == pytest.approx(math.log10(2), abs=0.06)
+
+    flat = report.to_flat_dict()
+    assert all(key.startswith("phase/") for key in flat)
+    assert flat["phase/induction_heads"] == "1.0,1.2"
+    assert flat["phase/window_start_tokens"] == report.window.start_tokens
+    assert flat["phase/icl_before"] == report.window.icl_before
+    assert flat["phase/window_share"] == report.window.share
+    assert flat["phase/bump_height"] == report.bump.height
+    assert flat["phase/head_1.2_formation_tokens"] == report.formation_tokens[(1, 2)]
+    assert flat["phase/head_1.0_lag_log10"] == report.lags[(1, 0)].lag_log10
+    assert flat["phase/head_1.0_lag_low"] < flat["phase/head_1.0_lag_high"]
+    assert all(isinstance(v, (float, str)) for v in flat.values())
+
+    with h5py.File(tmp_path / "m.h5", "w") as handle:
+        handle.create_group("phase").attrs.update({k.removeprefix("phase/"): v for k, v in flat.items()})
+    with h5py.File(tmp_path / "m.h5", "r") as handle:
+        stored = dict(handle["phase"].attrs)
+    assert stored["induction_heads"] == "1.0,1.2"
+    assert stored["window_end_tokens"] == pytest.approx(flat["phase/window_end_tokens"])
+
+
+def test_analyse_phase__without_a_phase_change_missing_values_are_nan():
+    tokens, icl, prefix, copying = synthetic_run(with_phase=False)
+    report = analyse_phase(tokens, icl, LOG_TOKENS, CONVEX + loss_noise(), prefix, copying)
+    flat = report.to_flat_dict()
+    assert report.window is None and report.bump is None
+    assert flat["phase/has_window"] == 0.0
+    for key in ("window_start_tokens", "icl_before", "icl_after", "window_share", "bump_height",
+                "head_1.0_lag_log10", "head_1.0_lag_low"):
+        assert math.isnan(flat[f"phase/{key}"]), key
+    assert flat["phase/head_1.0_formation_tokens"] > 0  # the head still forms
+
+
+def test_analyse_phase__no_heads_and_no_training_log():
+    tokens, icl, prefix, copying = synthetic_run()
+    report = analyse_phase(tokens, icl, np.zeros(0), np.zeros(0), prefix * 0, copying)
+    assert report.induction_heads == [] and report.bump is None
+    assert report.to_flat_dict()["phase/induction_heads"] == ""
