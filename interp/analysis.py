@@ -29,7 +29,8 @@ from interp import checkpoints, store
 from interp.data import load_dataset
 from interp.errors import CheckpointError, InterpError
 from interp.measures import ablation, circuits, heads
-from interp.measures.icl import icl_indices, icl_score, per_token_losses
+from interp.measures.icl import (band_half_width, icl_band_score, icl_indices, icl_score,
+                                 per_token_losses)
 
 log = logging.getLogger("interp")
 GROUP = "analysis"
@@ -204,9 +205,15 @@ def update_phase(run_dir: str | Path) -> dict[str, Any]:
     if len(rows.get("step", [])) < 3:
         return {}
     train = store.series(run_dir, "train")
-    report = analyse_phase(rows["tokens"], rows["icl_score"], train.get("tokens", np.zeros(0)),
+    band = icl_band_score(rows["loss_by_position"])  # the window is found on the smoother band
+    report = analyse_phase(rows["tokens"], band, train.get("tokens", np.zeros(0)),
                            train.get("loss", np.zeros(0)), rows["prefix_matching"], rows["copying_ov"])
-    flat = report.to_flat_dict()
+    flat = {**report.to_flat_dict(), "phase/icl_estimator": "band",
+            "phase/icl_band_half_width": band_half_width(rows["loss_by_position"].shape[1])}
+    if report.window is not None:
+        exact = rows["icl_score"]
+        flat["phase/icl_exact_before"] = float(exact[rows["tokens"] < report.window.start_tokens].mean())
+        flat["phase/icl_exact_after"] = float(exact[rows["tokens"] > report.window.end_tokens].mean())
     projection = _ablation_projection(rows, report.window)
     with store.update(run_dir) as handle:
         if "phase" in handle:

@@ -21,6 +21,7 @@ import numpy as np
 from interp import store
 from interp.analysis import analysis_series
 from interp.errors import InterpError
+from interp.measures.icl import icl_band_score
 from interp.measures.pca import per_token_loss_pca
 from interp.summary import summarize
 
@@ -51,9 +52,11 @@ def text_report(run_dir: str | Path) -> str:
     if np.isnan(start):
         lines.append("phase      no phase change: the ICL score has no abrupt drop")
     else:
-        lines.append(f"phase      window {start / 1e6:.2f}M-{end / 1e6:.2f}M tokens; ICL score "
-                     f"{phase.get('icl_before', np.nan):+.3f} before, {phase.get('icl_after', np.nan):+.3f} "
-                     f"after; {100 * phase.get('window_share', np.nan):.0f}% of the total change inside")
+        lines.append(f"phase      window {start / 1e6:.2f}M-{end / 1e6:.2f}M tokens (from the band ICL "
+                     f"score, indices +-{phase.get('icl_band_half_width')}); ICL {phase.get('icl_before', np.nan):+.3f} "
+                     f"before, {phase.get('icl_after', np.nan):+.3f} after (single-index score "
+                     f"{phase.get('icl_exact_before', np.nan):+.3f} -> {phase.get('icl_exact_after', np.nan):+.3f}); "
+                     f"{100 * phase.get('window_share', np.nan):.0f}% of the total change inside")
     bump = phase.get("bump_start_tokens", np.nan)
     if not np.isnan(bump):
         lines.append(f"loss bump  {bump / 1e6:.2f}M-{phase.get('bump_end_tokens') / 1e6:.2f}M tokens, "
@@ -116,8 +119,10 @@ def figure_icl_loss(run_dir: Path, rows: dict, phase: dict, out: Path) -> Path:
     fig, (icl_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
     keep = rows["tokens"] > 0
     tokens, icl, err = rows["tokens"][keep], rows["icl_score"][keep], rows["icl_score_stderr"][keep]
-    icl_ax.plot(tokens, icl, "o-", ms=3, label="ICL score")
-    icl_ax.fill_between(tokens, icl - err, icl + err, alpha=0.2, label="± standard error")
+    icl_ax.plot(tokens, icl, "o-", ms=2, lw=0.8, alpha=0.6, label="ICL score (single indices)")
+    icl_ax.fill_between(tokens, icl - err, icl + err, alpha=0.15, label="± standard error")
+    icl_ax.plot(tokens, icl_band_score(rows["loss_by_position"][keep]), "-", lw=2,
+                label="ICL score (band of indices)")
     loss_ax.plot(train["tokens"], train["loss"], lw=1, label="training loss")
     loss_ax.plot(tokens, rows["val_loss"][keep], "o", ms=3, label="held-out loss")
     _over_tokens(icl_ax, phase, "ICL score (nats)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -69,6 +70,30 @@ def icl_score(losses: Float[Tensor, "batch pos"], late: int | None = None,
     n = diff.numel()
     stderr = float(diff.std() / n ** 0.5) if n > 1 else float("nan")
     return ICLScore(float(diff.mean()), stderr, late, early, n)
+
+
+def band_half_width(n_ctx: int) -> int:
+    """Half-width of the ICL band: 2% of the context, at least 1 (5 tokens for n_ctx=256)."""
+    return max(1, int(0.02 * n_ctx + 0.5))
+
+
+def icl_band_score(loss_by_position: Float[np.ndarray, "... pos"], half_width: int | None = None
+                   ) -> Float[np.ndarray, "..."]:
+    """The ICL score averaged over a band of token indices around each of the paper's indices.
+
+    band = mean loss over indices late +- w (clipped to the context) minus mean loss over
+    early +- w, with w = :func:`band_half_width`. It estimates the same quantity as
+    :func:`icl_score` with 2w+1 times as many (example, position) pairs. On the default run
+    the single-index score jumps by up to 0.17 nats between neighbouring checkpoints on the
+    same 256 sequences, while the band score moves smoothly; the phase-change window is found
+    on the band score, and both are stored and reported.
+    """
+    n_ctx = loss_by_position.shape[-1]
+    late, early = icl_indices(n_ctx)
+    w = band_half_width(n_ctx) if half_width is None else half_width
+    late_band = loss_by_position[..., max(1, late - w):min(n_ctx, late + w + 1)]
+    early_band = loss_by_position[..., max(1, early - w):early + w + 1]
+    return np.nanmean(late_band, axis=-1) - np.nanmean(early_band, axis=-1)
 
 
 def _device(model) -> torch.device:
