@@ -48,6 +48,7 @@ class AnalysisConfig:
     prefix_seq_len: int = 25
     prefix_repeats: int = 4
     ablate: bool = True
+    precision: str = "auto"  # loss forward passes only: "auto" (bf16 where fast, as training) or "fp32"
     seed: int = 0
 
 
@@ -87,7 +88,14 @@ def build_probes(data, n_ctx: int, config: AnalysisConfig) -> Probes:
 @torch.no_grad()
 def analyze_checkpoint(model, probes: Probes, config: AnalysisConfig) -> dict[str, Any]:
     """Every per-checkpoint measure of one model, as a flat dict of numpy arrays / floats."""
-    losses = per_token_losses(model, probes.heldout)  # [examples, n_ctx], column 0 NaN
+    from interp.train import autocast, pick_precision
+
+    device = next(model.parameters()).device
+    # Loss forward passes dominate the cost and run at training precision; attention patterns
+    # and weight-based scores below stay in float32.
+    fast = autocast(device, pick_precision(config.precision, device))
+    with fast:
+        losses = per_token_losses(model, probes.heldout)  # [examples, n_ctx], column 0 NaN
     icl = icl_score(losses, probes.late, probes.early)
     repeated_patterns = heads.attention_patterns(model, probes.repeated)
     text_patterns = heads.attention_patterns(model, probes.heldout[:config.pattern_examples])
@@ -109,7 +117,8 @@ def analyze_checkpoint(model, probes: Probes, config: AnalysisConfig) -> dict[st
         row[f"composition_{kind}"] = scores.numpy()
     if config.ablate:
         clean = losses[: config.ablation_examples]
-        ablated = ablation.ablated_losses(model, probes.heldout[: config.ablation_examples])
+        with fast:
+            ablated = ablation.ablated_losses(model, probes.heldout[: config.ablation_examples])
         row["ablation_icl_change"] = ablation.ablation_effects(clean, ablated, probes.late,
                                                                probes.early).numpy()
         delta = ablated[:, :, probes.pair_examples, probes.pair_positions] - pairs
@@ -180,6 +189,15 @@ def _matching_dataset(run_dir: Path, run_config):
                           f"({trained_on.get('corpus', {}).get('python', '?')} stdlib or another source) "
                           f"than this machine rebuilds; analyse it where its data is")
     return data
+
+
+def drop_analysis(run_dir: str | Path) -> None:
+    """Delete the stored analysis and phase groups (training metrics are kept)."""
+    checkpoints.read_config(Path(run_dir))  # a clear error for a missing or foreign directory
+    with store.update(Path(run_dir)) as handle:
+        for group in (GROUP, "phase"):
+            if group in handle:
+                del handle[group]
 
 
 def analysis_series(run_dir: str | Path) -> dict[str, np.ndarray]:

@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("run", type=Path)
     analyze.add_argument("--no-ablation", action="store_true", help="skip the per-head ablations")
     analyze.add_argument("--icl-examples", type=int, default=256, help="held-out sequences for the ICL score")
+    analyze.add_argument("--redo", action="store_true", help="drop stored analysis and measure everything again")
     analyze.add_argument("--no-progress", action="store_true")
     report = sub.add_parser("report", help="print the phase-change summary and write the figures")
     report.add_argument("runs", type=Path, nargs="+")
@@ -79,10 +80,13 @@ def _quickstart(args: argparse.Namespace) -> Path:
     return run_dir
 
 
-def _analyze(run_dir: Path, ablate: bool = True, icl_examples: int = 256, progress: bool = True) -> None:
-    from interp.analysis import AnalysisConfig, analyze_run
+def _analyze(run_dir: Path, ablate: bool = True, icl_examples: int = 256, progress: bool = True,
+             redo: bool = False) -> None:
+    from interp.analysis import AnalysisConfig, analyze_run, drop_analysis
     from interp.checkpoints import run_status
 
+    if redo:
+        drop_analysis(run_dir)
     result = analyze_run(run_dir, AnalysisConfig(ablate=ablate, icl_examples=icl_examples), progress)
     note = " (still training: run it again for newer checkpoints)" if run_status(run_dir) == "training" else ""
     print(f"analysed {len(result['analyzed'])} new checkpoint(s) of {run_dir}{note}")
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             print(summarize(_train(args) if args.command == "train" else args.run))
         elif args.command == "analyze":
             _analyze(args.run, ablate=not args.no_ablation, icl_examples=args.icl_examples,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, redo=args.redo)
         elif args.command == "report":
             _report(args.runs, args.out)
         elif args.command == "quickstart":

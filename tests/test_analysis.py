@@ -1,0 +1,115 @@
+"""The analysis pipeline: hand-built ground truth, incremental runs, bad input, any TL model."""
+
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from interp import checkpoints, cli, store
+from interp.analysis import AnalysisConfig, Probes, analysis_series, analyze_checkpoint, analyze_run
+from interp.errors import CheckpointError
+from interp.measures import circuits, heads
+from interp.phase import classify_induction_heads
+from interp.train import train
+from tests.conftest import tiny_config
+from tests.handbuilt import build_induction_model
+
+FAST = AnalysisConfig(icl_examples=16, ablation_examples=8, pca_pairs=64, pattern_examples=8,
+                      prefix_sequences=8, precision="fp32")
+
+
+def test_handbuilt_circuit__the_induction_head_is_found_and_only_it():
+    model = build_induction_model(d_vocab=12, n_ctx=24)
+    pool = np.arange(1, 12)
+    prefix = heads.prefix_matching(model, pool, bos_token_id=0, n_sequences=16)
+    copying = circuits.ov_copying_score(model)
+    assert prefix[1, 0] > 0.95
+    others = [prefix[layer, head] for layer in range(2) for head in range(2) if (layer, head) != (1, 0)]
+    assert max(others) < 0.1
+    assert copying[1, 0] > 0.9
+    assert classify_induction_heads(prefix.numpy(), copying.numpy()) == [(1, 0)]
+
+
+@pytest.fixture(scope="module")
+def analysed_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    train(tiny_config(), run_dir, progress=False)
+    first = analyze_run(run_dir, FAST, progress=False)
+    return run_dir, first
+
+
+def test_analyze_run__measures_every_checkpoint_once(analysed_run):
+    run_dir, first = analysed_run
+    steps = [c.step for c in checkpoints.list_checkpoints(run_dir)]
+    assert first["analyzed"] == steps and not first["skipped"]
+    again = analyze_run(run_dir, FAST, progress=False)
+    assert again["analyzed"] == []  # incremental: nothing new to do
+    rows = analysis_series(run_dir)
+    n, layers, heads_ = len(steps), 2, 2
+    assert rows["prefix_matching"].shape == (n, layers, heads_)
+    assert rows["composition_k"].shape == (n, layers, heads_, layers, heads_)
+    assert rows["ablation_icl_change"].shape == (n, layers, heads_)
+    assert rows["per_token_loss"].shape == (n, 64)
+    assert np.isnan(rows["composition_k"][:, 1, :, 0, :]).all()  # later -> earlier is undefined
+    with store.read(run_dir) as handle:
+        assert "phase" in handle and "has_window" in handle["phase"].attrs
+
+
+def test_analyze_run__skips_a_corrupt_checkpoint_and_analyses_the_rest(analysed_run, tmp_path):
+    run_dir, _ = analysed_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    store_drop = copy / store.FILENAME
+    store_drop.unlink()  # nothing analysed yet in the copy
+    bad = checkpoints.list_checkpoints(copy)[3]
+    (bad.path / "model.safetensors").write_bytes(b"not a checkpoint")
+    result = analyze_run(copy, FAST, progress=False)
+    assert bad.step in result["skipped"] and "integrity" in result["skipped"][bad.step]
+    assert len(result["analyzed"]) == len(checkpoints.list_checkpoints(copy)) - 1
+
+
+def test_analyze_run__missing_or_empty_run_gives_one_line_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        analyze_run(tmp_path / "nope", FAST, progress=False)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "config.json").write_text(tiny_config().to_json())
+    with pytest.raises(CheckpointError, match="no complete checkpoint yet"):
+        analyze_run(tmp_path / "empty", FAST, progress=False)
+
+
+def test_metrics_of_an_older_layout__are_refused_with_the_fix(tmp_path):
+    with h5py.File(tmp_path / store.FILENAME, "w") as handle:
+        handle.attrs["layout_version"] = 0
+    with pytest.raises(store.StoreError, match="rerun 'interp analyze'"):
+        store.series(tmp_path, "analysis")
+
+
+def test_cli_analyze_and_report__print_the_summary_and_write_figures(analysed_run, tmp_path, capsys):
+    run_dir, _ = analysed_run
+    assert cli.main(["analyze", str(run_dir), "--no-progress"]) == 0
+    assert cli.main(["report", str(run_dir), "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "analysis" in printed and "phase" in printed
+    assert {p.name for p in tmp_path.glob("*.png")} >= {"tiny_icl_loss.png", "tiny_heads.png",
+                                                         "tiny_loss_by_position.png", "pca.png"}
+    assert cli.main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_analyze_checkpoint__works_on_a_transformer_bridge():
+    from transformer_lens.model_bridge import TransformerBridge
+
+    bridge = TransformerBridge.boot_native(dict(n_layers=2, d_model=32, n_heads=2, d_head=16, n_ctx=32,
+                                                d_vocab=20, attn_only=True, act_fn="gelu",
+                                                normalization_type="LN", seed=0))
+    pool = np.arange(1, 20)
+    repeated = heads.repeated_random_tokens(pool, 4, 10, 3, bos_token_id=0)
+    probes = Probes(heldout=torch.randint(1, 20, (8, 32)), repeated=repeated, seq_len=10, repeats=3,
+                    offset=1, pair_examples=torch.zeros(16, dtype=torch.long),
+                    pair_positions=torch.arange(1, 17), late=30, early=3)
+    row = analyze_checkpoint(bridge, probes, FAST)
+    assert row["prefix_matching"].shape == (2, 2) and np.isfinite(row["prefix_matching"]).all()
+    assert row["ablation_icl_change"].shape == (2, 2) and np.isfinite(row["icl_score"])
