@@ -185,6 +185,8 @@ class TrainConfig:
             ``fp32``, ``bf16`` or ``fp16`` (CUDA only, with a gradient scaler).
         threads: CPU threads for torch (0 = leave torch's default).
         log_every: steps between training-loss records in the metrics file.
+        analyze: run ``interp analyze`` on each checkpoint as soon as it is written (adds a
+            few seconds per checkpoint on a CPU; ``interp analyze RUN`` afterwards does the same).
     """
 
     seed: int = 0
@@ -206,6 +208,7 @@ class TrainConfig:
     precision: Precision = "auto"
     threads: int = 0
     log_every: int = 10
+    analyze: bool = False
 
     def __post_init__(self) -> None:
         _check_types(self)

@@ -208,6 +208,10 @@ def _checkpoint(run: Run) -> None:
                "scaler_scale": float(run.scaler.get_scale()) if run.scaler.is_enabled() else None,
                "saved_at": time.time()}
     checkpoints.save_checkpoint(run.directory, run.model, run.optimizer, trainer, _rng_tensors())
+    if run.config.train.analyze:
+        from interp.analysis import analyze_run  # analysis imports training helpers
+
+        analyze_run(run.directory, progress=False)
 
 
 @torch.no_grad()

@@ -113,3 +113,14 @@ def test_analyze_checkpoint__works_on_a_transformer_bridge():
     row = analyze_checkpoint(bridge, probes, FAST)
     assert row["prefix_matching"].shape == (2, 2) and np.isfinite(row["prefix_matching"]).all()
     assert row["ablation_icl_change"].shape == (2, 2) and np.isfinite(row["icl_score"])
+
+
+def test_train_with_analyze__analyses_each_checkpoint_as_it_is_written(tmp_path, monkeypatch):
+    import interp.analysis as analysis_module
+
+    monkeypatch.setattr(analysis_module, "AnalysisConfig", lambda: FAST)  # the tiny sample sizes
+    monkeypatch.setattr(analysis_module.analyze_run, "__defaults__", (FAST, True))
+    config = tiny_config(train={"analyze": True, "steps": 12})
+    run_dir = train(config, tmp_path / "live", progress=False)
+    analysed = sorted(int(s) for s in analysis_series(run_dir)["step"])
+    assert analysed == [c.step for c in checkpoints.list_checkpoints(run_dir)]
