@@ -43,7 +43,7 @@ class AnalysisConfig:
     icl_examples: int = 256
     ablation_examples: int = 64
     pca_pairs: int = 2048
-    pattern_examples: int = 32
+    pattern_examples: int = 16
     prefix_sequences: int = 32
     prefix_seq_len: int = 25
     prefix_repeats: int = 4
