@@ -416,10 +416,13 @@ def _spacing(x: np.ndarray, at: float) -> float:
 
 def _residual_bootstrap(level_map: np.ndarray, y: np.ndarray, n_boot: int,
                         rng: np.random.Generator) -> np.ndarray:
-    """[n_boot, C] series: smoothed series + residuals drawn with replacement."""
+    """[n_boot + 1, C] series: row 0 is the smoothed series itself (the bootstrap world's
+    truth), rows 1.. are the smoothed series plus residuals drawn with replacement."""
     level = level_map @ y
     residuals = y - level
-    return level + rng.choice(residuals, size=(n_boot, y.size), replace=True)
+    draws = rng.choice(residuals, size=(n_boot + 1, y.size), replace=True)
+    draws[0] = 0.0
+    return level + draws
 
 
 def formation_lag(head_time: float, window: PhaseWindow, tokens: np.ndarray, icl: np.ndarray,
@@ -438,8 +441,11 @@ def formation_lag(head_time: float, window: PhaseWindow, tokens: np.ndarray, icl
         the window's checkpoints (the window is held fixed: the question is where inside it the
         drop is, not whether there is one), refined by a parabola; the head by
         :func:`formation_time` with ``threshold`` (None: half of each resample's final score).
-        ``low``/``high`` are the 5th and 95th percentiles of the resampled lags. Residuals of
-        a smoother include some of the drop it cannot follow, so the interval errs wide.
+        The interval is the basic (reverse-percentile) bootstrap: with d = resampled lag minus
+        the lag of the smoothed series itself, ``low, high = lag - q95(d), lag - q5(d)``, so
+        it is centred on the estimate even when smoothing shifts the events (a plain
+        percentile interval did not always contain its own estimate). Residuals of a smoother
+        include some of the drop it cannot follow, so the interval errs wide.
     """
     rng = np.random.default_rng(seed)
     x, y = _positive(tokens, icl)
@@ -461,8 +467,10 @@ def formation_lag(head_time: float, window: PhaseWindow, tokens: np.ndarray, icl
     heads = _residual_bootstrap(head_map, hs, n_boot, rng)
     levels = heads[:, -1] / 2 if threshold is None else np.full(n_boot, float(threshold))
     head_boot = _formation_x(hx, heads, np.where(levels > 0, levels, np.nan))
-    lags = (head_boot - icl_boot)[np.isfinite(head_boot)]
-    low, high = (np.percentile(lags, [5, 95]) if lags.size else (np.nan, np.nan))
+    lags = head_boot - icl_boot
+    deviations = (lags[1:] - lags[0])[np.isfinite(lags[1:])] if np.isfinite(lags[0]) else np.zeros(0)
+    low, high = ((lag - np.percentile(deviations, 95), lag - np.percentile(deviations, 5))
+                 if deviations.size else (np.nan, np.nan))
     return Lag(lag, 10 ** lag, float(head_time), float(window.peak_tokens), resolution,
                float(low), float(high), n_boot)
 

@@ -292,3 +292,26 @@ def test_analyse_phase__no_heads_and_no_training_log():
     report = analyse_phase(tokens, icl, np.zeros(0), np.zeros(0), prefix * 0, copying)
     assert report.induction_heads == [] and report.bump is None
     assert report.to_flat_dict()["phase/induction_heads"] == ""
+
+
+@pytest.mark.parametrize("head_centre, seed", [(0.7e6, 1), (1e6, 2), (1.5e6, 3), (3e6, 4)])
+def test_lag__interval_contains_its_own_estimate(head_centre, seed):
+    """A sharp head (smoothing shifts its crossing most) must still sit inside its interval."""
+    icl, head = lag_series(1e6, head_centre, seed)
+    head = np.where(head > 0.35, 0.7, 0.03)
+    window = phase_change_window(TOKENS, icl)
+    lag = formation_lag(formation_time(TOKENS, head), window, TOKENS, icl, TOKENS, head, seed=seed)
+    assert lag.low <= lag.lag_log10 <= lag.high
+
+
+def test_lag__interval_contains_its_estimate_on_a_real_markov_run():
+    """The markov preset's run (tests/data/markov_phase.npz: tokens, band ICL score and head
+    1.0's prefix matching at 65 checkpoints): a percentile interval here was [-0.068, -0.047]
+    around an estimate of -0.042; the basic bootstrap must contain it."""
+    from pathlib import Path
+
+    data = np.load(Path(__file__).parent / "data" / "markov_phase.npz", allow_pickle=False)
+    window = phase_change_window(data["tokens"], data["icl_band"])
+    head_time = formation_time(data["tokens"], data["head"])
+    lag = formation_lag(head_time, window, data["tokens"], data["icl_band"], data["tokens"], data["head"])
+    assert lag.low <= lag.lag_log10 <= lag.high
