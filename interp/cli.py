@@ -1,4 +1,4 @@
-"""The ``interp`` command: train, resume, list presets and runs, summarise, quickstart.
+"""The ``interp`` command: train, resume, list presets and runs, summarise, quickstart, app.
 
 Bad input of any kind ends with one line on stderr (``interp: error: ...``) and exit status 2.
 """
@@ -49,7 +49,28 @@ def _parser() -> argparse.ArgumentParser:
     quick = sub.add_parser("quickstart", help="train the default preset (or resume it), analyse, report")
     quick.add_argument("preset", nargs="?", default="default")
     quick.add_argument("--out", type=Path, default=DEFAULT_ROOT)
+    app = sub.add_parser("app", help="open the interactive workbench (Streamlit) on the runs in DIR")
+    app.add_argument("root", nargs="?", type=Path, default=DEFAULT_ROOT, metavar="DIR")
+    app.add_argument("--port", type=int, default=8501)
     return parser
+
+
+def _app(root: Path, port: int) -> int:
+    """Run ``streamlit run apps/workbench.py -- DIR`` bound to 127.0.0.1."""
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "apps" / "workbench.py"
+    if not script.is_file():
+        raise InterpError(f"the workbench is not installed here ({script} is missing); "
+                          f"run 'interp app' from a source checkout")
+    try:
+        import streamlit  # noqa: F401
+    except ImportError:
+        raise InterpError("the workbench needs streamlit; install it with 'pip install streamlit circuitsvis'") from None
+    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
+               "--server.headless", "true", "--server.port", str(port), "--", str(root.resolve())]
+    print(f"workbench on http://127.0.0.1:{port}/ (runs under {root}); Ctrl-C stops it")
+    return subprocess.call(command)
 
 
 def _train(args: argparse.Namespace) -> Path:
@@ -135,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                      progress=not args.no_progress, redo=args.redo)
         elif args.command == "report":
             _report(args.runs, args.out)
+        elif args.command == "app":
+            return _app(args.root, args.port)
         elif args.command == "quickstart":
             run_dir = _quickstart(args)
             _analyze(run_dir)

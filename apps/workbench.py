@@ -1,0 +1,69 @@
+"""Mechanistic-interpretability workbench.
+
+    interp app [DIR]                       # or:
+    streamlit run apps/workbench.py -- DIR
+
+DIR (default ``checkpoints``) holds run directories; ``INTERP_APP_ROOT`` overrides it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import streamlit as st  # noqa: E402
+
+import workbench_data as D  # noqa: E402
+import workbench_views as V  # noqa: E402
+
+VIEWS = {
+    "Runs": None,
+    "Training curves": V.curves_view,
+    "Head atlas": V.atlas_view,
+    "Head detail": V.head_view,
+    "Tokens": V.tokens_view,
+    "Live": V.live_view,
+}
+
+
+def _root() -> Path:
+    if os.environ.get("INTERP_APP_ROOT"):
+        return Path(os.environ["INTERP_APP_ROOT"])
+    if len(sys.argv) > 1 and not sys.argv[1].startswith("-"):
+        return Path(sys.argv[1])
+    return Path("checkpoints")
+
+
+def main() -> None:
+    st.set_page_config(page_title="interp workbench", layout="wide")
+    root = _root()
+    runs = D.find_runs(root)
+    st.sidebar.title("interp workbench")
+    st.sidebar.caption(f"runs under `{root}`")
+    if not runs:
+        st.info(f"No runs under `{root}`. Train one with `interp train` (or `interp quickstart`), "
+                f"or start the app on another directory: `interp app DIR`.")
+        return
+    names = [r.name for r in runs]
+    if "selected_runs" not in st.session_state or not set(st.session_state["selected_runs"]) <= set(names):
+        st.session_state["selected_runs"] = [n for n in st.session_state.get("selected_runs", []) if n in names] \
+            or names[:1]
+    selected = st.sidebar.multiselect("runs to compare", names, key="selected_runs")
+    view = st.sidebar.radio("view", list(VIEWS), key="view")
+    st.sidebar.button("refresh")
+    chosen = [runs[names.index(n)] for n in selected]
+    try:
+        if view == "Runs":
+            V.runs_view(runs)
+        elif not chosen:
+            st.info("Choose at least one run in the sidebar.")
+        else:
+            VIEWS[view](chosen)
+    except D.VIEW_ERRORS as err:
+        st.warning(f"{view}: {err}")
+
+
+main()

@@ -1,0 +1,239 @@
+"""Cached loaders and small pure helpers for the workbench (the only place, with the views,
+that imports streamlit besides ``workbench.py``).
+
+Stored arrays are cached with ``st.cache_data`` keyed on (run directory, metrics.h5 mtime), so a
+rerun (moving a slider) never re-reads the file, and a new write (a live run) is picked up on
+the next rerun. Models are cached with ``st.cache_resource`` keyed on the checkpoint path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from interp import store
+from interp.errors import InterpError
+
+#: Errors a view turns into a one-line warning instead of a traceback.
+VIEW_ERRORS = (InterpError, OSError, ValueError, KeyError, IndexError, RuntimeError)
+
+HEAD_SCORES = {
+    "prefix matching": "prefix_matching",
+    "copying (OV eigenvalues)": "copying_ov",
+    "copying (empirical)": "copying_empirical",
+    "previous token": "previous_token",
+    "duplicate token": "duplicate_token",
+    "ablation effect on ICL": "ablation_icl_change",
+}
+
+
+# --------------------------------------------------------------------------- discovery
+
+def find_runs(root: Path) -> list[Path]:
+    """Run directories (those with a config.json) directly under ``root``, or ``root`` itself."""
+    root = Path(root)
+    if (root / "config.json").is_file():
+        return [root]
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file())
+
+
+def metrics_mtime(run: str | Path) -> int:
+    path = Path(run) / "metrics.h5"
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+# --------------------------------------------------------------------------- cached readers
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _group(run: str, group: str, mtime: int) -> dict[str, Any]:
+    if not mtime:
+        return {}
+    return store.series(Path(run), group)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _analysis(run: str, mtime: int) -> dict[str, Any]:
+    from interp.analysis import analysis_series
+
+    if not mtime:
+        return {}
+    return analysis_series(run)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _phase(run: str, mtime: int) -> dict[str, Any]:
+    from interp.report import phase_attrs
+
+    if not mtime:
+        return {}
+    return phase_attrs(Path(run))
+
+
+def group(run: str | Path, name: str) -> dict[str, Any]:
+    return _group(str(run), name, metrics_mtime(run))
+
+
+def analysis(run: str | Path) -> dict[str, Any]:
+    return _analysis(str(run), metrics_mtime(run))
+
+
+def has_analysis(rows: dict) -> bool:
+    return len(rows.get("step", [])) > 0
+
+
+def phase(run: str | Path) -> dict[str, Any]:
+    return _phase(str(run), metrics_mtime(run))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _config(run: str, mtime: int):
+    from interp.checkpoints import read_config
+
+    return read_config(Path(run))
+
+
+def config(run: str | Path):
+    path = Path(run) / "config.json"
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        mtime = 0
+    return _config(str(run), mtime)
+
+
+def checkpoints(run: str | Path) -> list:
+    from interp.checkpoints import list_checkpoints
+
+    return list_checkpoints(Path(run))
+
+
+@st.cache_resource(show_spinner="loading checkpoint...", max_entries=8)
+def model(path: str):
+    from interp.checkpoints import load_model
+
+    m = load_model(path)
+    m.eval()
+    return m
+
+
+@st.cache_resource(show_spinner="loading data...", max_entries=4)
+def _dataset(run: str, mtime: int):
+    from interp.data import load_dataset
+
+    cfg = config(run)
+    return load_dataset(cfg.data, cfg.model.n_ctx)
+
+
+def dataset(run: str | Path):
+    return _dataset(str(run), (Path(run) / "config.json").stat().st_mtime_ns)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def heldout_tokens(run: str, n: int) -> np.ndarray:
+    return dataset(run).heldout_batch(n).numpy()
+
+
+@st.cache_data(show_spinner="computing attention...", max_entries=64)
+def attention(run: str, checkpoint_path: str, tokens: tuple[int, ...]) -> np.ndarray:
+    """[layer, head, query, key] attention patterns of one sequence at one checkpoint."""
+    import torch
+
+    from interp.measures.heads import attention_patterns
+
+    patterns = attention_patterns(model(checkpoint_path), torch.tensor([list(tokens)]))
+    return patterns[:, 0].numpy()
+
+
+@st.cache_data(show_spinner="computing losses...", max_entries=64)
+def token_losses(run: str, checkpoint_path: str, tokens: tuple[int, ...]) -> np.ndarray:
+    """[pos] loss of each token of one sequence (index 0 NaN)."""
+    import torch
+
+    from interp.measures.icl import per_token_losses
+
+    with torch.no_grad():
+        return per_token_losses(model(checkpoint_path), torch.tensor([list(tokens)]))[0].numpy()
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+def fmt_tokens(value: Any) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    if not np.isfinite(v):
+        return "-"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= size:
+            return f"{v / size:.3g}{unit}"
+    return f"{v:.0f}"
+
+
+def window(run: str | Path) -> tuple[float, float] | None:
+    attrs = phase(run)
+    start, end = attrs.get("window_start_tokens"), attrs.get("window_end_tokens")
+    try:
+        if start is not None and end is not None and np.isfinite(start) and np.isfinite(end):
+            return float(start), float(end)
+    except TypeError:
+        return None
+    return None
+
+
+def induction_heads(run: str | Path) -> str:
+    value = phase(run).get("induction_heads", "")
+    if isinstance(value, bytes):
+        value = value.decode()
+    return str(value) if value else ""
+
+
+def token_strings(data, ids: list[int]) -> list[str]:
+    return [data.decode([int(i)]) for i in ids]
+
+
+def encode_text(data, text: str, n_ctx: int) -> list[int]:
+    """``text`` as model input: BOS first when the data uses one, cut to the context."""
+    ids = list(data.encode(text))
+    bos = getattr(data, "bos_token_id", None)
+    if bos is not None and (not ids or ids[0] != bos):
+        ids = [bos] + ids
+    return ids[:n_ctx]
+
+
+def loss_colour(delta: float, scale: float) -> str:
+    """Green for a loss that fell, red for one that rose; white for no change."""
+    if not np.isfinite(delta) or scale <= 0:
+        return "#ffffff"
+    t = float(np.clip(abs(delta) / scale, 0, 1))
+    shade = int(255 - 140 * t)
+    return f"rgb({shade},255,{shade})" if delta < 0 else f"rgb(255,{shade},{shade})"
+
+
+def coloured_tokens_html(tokens: list[str], before: np.ndarray, after: np.ndarray) -> str:
+    import html
+
+    delta = after - before
+    finite = np.abs(delta[np.isfinite(delta)])
+    scale = float(np.quantile(finite, 0.95)) if finite.size else 0.0
+    spans = []
+    for i, tok in enumerate(tokens):
+        d = float(delta[i]) if i < len(delta) else float("nan")
+        title = (f"index {i}: loss {before[i]:.3f} -> {after[i]:.3f} ({d:+.3f})"
+                 if np.isfinite(d) else f"index {i}")
+        text = html.escape(tok).replace("\n", "&#8629;<br>")
+        spans.append(f'<span title="{html.escape(title)}" style="background:{loss_colour(d, scale)};'
+                     f'white-space:pre-wrap;font-family:monospace;border-radius:2px">{text}</span>')
+    return "<div style='line-height:1.8'>" + "".join(spans) + "</div>"
+
+
+def nearest_index(values: np.ndarray, target: float) -> int:
+    return int(np.argmin(np.abs(np.asarray(values, dtype=float) - target)))

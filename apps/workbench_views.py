@@ -1,0 +1,390 @@
+"""The workbench views. Each takes the chosen runs and draws into the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+import streamlit.components.v1 as components
+
+import workbench_data as D
+
+alt.data_transformers.disable_max_rows()
+
+
+def _html(html: str, height: int) -> None:
+    """Embed circuitsvis HTML (rendered from its bundled JS, offline)."""
+    if hasattr(st, "iframe"):
+        st.iframe(html, height=height)
+    else:
+        components.html(html, height=height, scrolling=True)
+
+
+def _warn(run: Path, err: Exception) -> None:
+    st.warning(f"{run.name}: {err}")
+
+
+def _window_layer(windows: list[dict]):
+    if not windows:
+        return None
+    return alt.Chart(pd.DataFrame(windows)).mark_rect(opacity=0.12).encode(
+        x="start:Q", x2="end:Q", color=alt.Color("run:N"), tooltip=["run", "start", "end"])
+
+
+def _pick_run(runs: list[Path], key: str) -> Path:
+    names = [r.name for r in runs]
+    name = st.selectbox("run", names, key=key) if len(names) > 1 else names[0]
+    return runs[names.index(name)]
+
+
+# --------------------------------------------------------------------------- Runs
+
+def runs_view(all_runs: list[Path]) -> None:
+    st.header("Runs")
+    rows, problems = [], []
+    for run in all_runs:
+        try:
+            cfg = D.config(run)
+            from interp.checkpoints import read_run_info, run_status
+
+            info = read_run_info(run)
+            ckpts = D.checkpoints(run)
+            an = D.analysis(run)
+            win = D.window(run)
+            last_step = ckpts[-1].step if ckpts else 0
+            rows.append({
+                "run": run.name,
+                "status": run_status(run),
+                "model": f"{cfg.model.n_layers}L×{cfg.model.n_heads}H d{cfg.model.d_model}"
+                         f"{' attn-only' if cfg.model.attn_only else ''}",
+                "data": cfg.data.source,
+                "n_ctx": cfg.model.n_ctx,
+                "tokens": D.fmt_tokens(last_step * cfg.tokens_per_step),
+                "planned": D.fmt_tokens(cfg.train.steps * cfg.tokens_per_step),
+                "checkpoints": len(ckpts),
+                "analysed": len(an.get("step", [])),
+                "window": f"{D.fmt_tokens(win[0])}–{D.fmt_tokens(win[1])}" if win else "-",
+                "induction heads": D.induction_heads(run) or "-",
+                "device": info.get("device", "-"),
+            })
+            if not ckpts:
+                problems.append(f"{run.name}: no complete checkpoint yet")
+            elif not D.has_analysis(an):
+                problems.append(f"{run.name}: not analysed yet; run `interp analyze {run}`")
+        except D.VIEW_ERRORS as err:
+            problems.append(f"{run.name}: {err}")
+            rows.append({"run": run.name, "status": "broken"})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    for p in problems:
+        st.warning(p)
+    st.caption("Choose the runs to compare in the sidebar; the other views use them.")
+
+
+# --------------------------------------------------------------------------- Training curves
+
+def curves_view(runs: list[Path]) -> None:
+    st.header("Training curves")
+    log_x = st.toggle("log-scale tokens", value=True, key="curves_log")
+    loss_rows, icl_rows, windows = [], [], []
+    for run in runs:
+        try:
+            train = D.group(run, "train")
+            ev = D.group(run, "eval")
+            an = D.analysis(run)
+            win = D.window(run)
+        except D.VIEW_ERRORS as err:
+            _warn(run, err)
+            continue
+        if win:
+            windows.append({"run": run.name, "start": win[0], "end": win[1]})
+        if len(train.get("tokens", [])):
+            loss_rows.append(pd.DataFrame({"run": run.name, "tokens": train["tokens"],
+                                           "loss": train["loss"], "series": "train"}))
+        if len(ev.get("tokens", [])):
+            loss_rows.append(pd.DataFrame({"run": run.name, "tokens": ev["tokens"],
+                                           "loss": ev["val_loss"], "series": "held-out"}))
+        source = an if D.has_analysis(an) else ev
+        if len(source.get("tokens", [])) and "loss_by_position" in source:
+            from interp.measures.icl import icl_band_score
+
+            icl_rows.append(pd.DataFrame({"run": run.name, "tokens": source["tokens"],
+                                          "icl": icl_band_score(source["loss_by_position"]),
+                                          "score": "band"}))
+            icl_rows.append(pd.DataFrame({"run": run.name, "tokens": source["tokens"],
+                                          "icl": source["icl_score"], "score": "single index"}))
+    if not loss_rows:
+        st.info("No training records yet for the chosen runs.")
+        return
+    xscale = alt.Scale(type="log") if log_x else alt.Scale(type="linear")
+
+    def chart(df: pd.DataFrame, y: str, dash: str, title: str):
+        if log_x:
+            df = df[df["tokens"] > 0]
+        lines = alt.Chart(df).mark_line().encode(
+            x=alt.X("tokens:Q", scale=xscale, title="tokens"), y=alt.Y(f"{y}:Q", title=title),
+            color="run:N", strokeDash=f"{dash}:N",
+            strokeWidth=alt.condition(alt.datum[dash] == "band", alt.value(3), alt.value(1.2))
+            if dash == "score" else alt.value(1.5),
+            tooltip=["run", "tokens", y, dash])
+        layer = _window_layer([w for w in windows if not log_x or w["start"] > 0])
+        return (layer + lines if layer is not None else lines).properties(height=300).interactive()
+
+    st.subheader("Loss")
+    st.altair_chart(chart(pd.concat(loss_rows), "loss", "series", "loss (nats)"), width="stretch")
+    st.subheader("ICL score")
+    if icl_rows:
+        st.altair_chart(chart(pd.concat(icl_rows), "icl", "score", "ICL score (nats; lower = more ICL)"),
+                        width="stretch")
+        st.caption("Band score (bold) and single-index score; shaded: each run's phase-change window.")
+    else:
+        st.info("No ICL scores yet.")
+
+    st.subheader("Loss by token index")
+    analysed = [r for r in runs if D.has_analysis(D.analysis(r))]
+    if analysed:
+        run = _pick_run(analysed, "heatmap_run")
+        an = D.analysis(run)
+        lbp = np.asarray(an["loss_by_position"], dtype=float)
+        a, n = lbp.shape
+        idx = np.arange(1, n)
+        df = pd.DataFrame({"checkpoint": np.repeat(np.arange(a), n - 1),
+                           "tokens": np.repeat(an["tokens"], n - 1),
+                           "token index": np.tile(idx, a), "loss": lbp[:, 1:].ravel()})
+        heat = alt.Chart(df).mark_rect().encode(
+            x=alt.X("token index:O", axis=alt.Axis(labelOverlap=True)),
+            y=alt.Y("checkpoint:O", sort="descending", axis=alt.Axis(labelOverlap=True)),
+            color=alt.Color("loss:Q", scale=alt.Scale(scheme="viridis")),
+            tooltip=["tokens", "token index", "loss"]).properties(height=320)
+        st.altair_chart(heat, width="stretch")
+    else:
+        st.info("The loss-by-index heatmap and the PCA need analysed runs (`interp analyze RUN`).")
+        return
+
+    st.subheader("Per-token-loss PCA")
+    try:
+        from interp.measures.pca import per_token_loss_pca
+
+        vectors = [np.nan_to_num(np.asarray(D.analysis(r)["per_token_loss"], dtype=float)) for r in analysed]
+        projected, explained = per_token_loss_pca(vectors)
+    except D.VIEW_ERRORS as err:
+        st.warning(f"PCA unavailable: {err}")
+        return
+    frames = [pd.DataFrame({"run": r.name, "PC1": p[:, 0], "PC2": p[:, 1] if p.shape[1] > 1 else 0.0,
+                            "tokens": D.analysis(r)["tokens"], "order": np.arange(len(p))})
+              for r, p in zip(analysed, projected)]
+    pca = alt.Chart(pd.concat(frames)).mark_line(point=True).encode(
+        x=alt.X("PC1:Q", title=f"PC1 ({explained[0]:.0%})"),
+        y=alt.Y("PC2:Q", title=f"PC2 ({explained[1]:.0%})" if len(explained) > 1 else "PC2"),
+        color="run:N", order="order:Q", tooltip=["run", "tokens"]).properties(height=360).interactive()
+    st.altair_chart(pca, width="stretch")
+
+
+# --------------------------------------------------------------------------- Head atlas
+
+def _open_head(layer: int, head: int) -> None:
+    st.session_state["head"] = f"{layer}.{head}"
+    st.session_state["view"] = "Head detail"
+
+
+def atlas_view(runs: list[Path]) -> None:
+    st.header("Head atlas")
+    run = _pick_run(runs, "atlas_run")
+    an = D.analysis(run)
+    if not D.has_analysis(an):
+        st.info(f"{run.name} has no analysis yet; run `interp analyze {run}` to fill the atlas.")
+        return
+    available = {label: key for label, key in D.HEAD_SCORES.items() if key in an}
+    label = st.selectbox("score", list(available), key="atlas_score")
+    key = available[label]
+    steps = [int(s) for s in an["step"]]
+    step = st.select_slider("checkpoint (step)", options=steps, value=steps[-1], key=f"atlas_step_{run.name}")
+    i = steps.index(step)
+    values = np.asarray(an[key][i], dtype=float)
+    n_layers, n_heads = values.shape
+    heads = [f"{l}.{h}" for l in range(n_layers) for h in range(n_heads)]
+    st.caption(f"step {step}, {D.fmt_tokens(an['tokens'][i])} tokens; induction heads found: "
+               f"{D.induction_heads(run) or 'none'}")
+    grid = pd.DataFrame({"layer": np.repeat(np.arange(n_layers), n_heads),
+                         "head": np.tile(np.arange(n_heads), n_layers), "value": values.ravel()})
+    base = alt.Chart(grid).encode(x="head:O", y="layer:O")
+    scheme = "redblue" if key == "ablation_icl_change" or key == "copying_ov" else "viridis"
+    heat = base.mark_rect().encode(color=alt.Color("value:Q", scale=alt.Scale(scheme=scheme)),
+                                   tooltip=["layer", "head", "value"])
+    text = base.mark_text(fontSize=11).encode(text=alt.Text("value:Q", format=".2f"))
+    st.altair_chart((heat + text).properties(height=min(60 * n_layers + 40, 500)), width="stretch")
+
+    col1, col2 = st.columns([3, 1])
+    chosen = col1.selectbox("head (layer.head)", heads, key="atlas_head",
+                            index=heads.index(st.session_state.get("head", heads[0]))
+                            if st.session_state.get("head") in heads else 0)
+    layer, head = (int(x) for x in chosen.split("."))
+    col2.button("open head detail", on_click=_open_head, args=(layer, head), key="atlas_open")
+
+    traj = pd.DataFrame({"tokens": np.repeat(an["tokens"], n_layers * n_heads),
+                         "head": heads * len(steps),
+                         "value": np.asarray(an[key], dtype=float).reshape(len(steps), -1).ravel()})
+    win = D.window(run)
+    lines = alt.Chart(traj).mark_line().encode(
+        x=alt.X("tokens:Q", scale=alt.Scale(type="symlog")), y=alt.Y("value:Q", title=label),
+        color="head:N", tooltip=["head", "tokens", "value"])
+    layer_w = _window_layer([{"run": run.name, "start": win[0], "end": win[1]}] if win else [])
+    st.subheader("Every head over training")
+    st.altair_chart((layer_w + lines if layer_w is not None else lines).properties(height=320).interactive(),
+                    width="stretch")
+
+
+# --------------------------------------------------------------------------- Head detail
+
+def head_view(runs: list[Path]) -> None:
+    st.header("Head detail")
+    run = _pick_run(runs, "detail_run")
+    cfg = D.config(run)
+    ckpts = D.checkpoints(run)
+    if not ckpts:
+        st.info(f"{run.name} has no complete checkpoint yet.")
+        return
+    heads = [f"{l}.{h}" for l in range(cfg.model.n_layers) for h in range(cfg.model.n_heads)]
+    current = st.session_state.get("head")
+    chosen = st.selectbox("head (layer.head)", heads, index=heads.index(current) if current in heads else 0,
+                          key="detail_head_select")
+    st.session_state["head"] = chosen
+    layer, head = (int(x) for x in chosen.split("."))
+    steps = [c.step for c in ckpts]
+    step = st.select_slider("checkpoint (step)", options=steps, value=steps[-1], key=f"detail_step_{run.name}")
+    ckpt = ckpts[steps.index(step)]
+
+    data = D.dataset(run)
+    sample = D.heldout_tokens(str(run), 4)[0]
+    default = data.decode([int(t) for t in sample[: min(len(sample), 64)]])
+    bos_text = data.decode([data.bos_token_id]) if getattr(data, "bos_token_id", None) is not None else None
+    if bos_text and default.startswith(bos_text):
+        default = default[len(bos_text):].lstrip(" ")
+    text = st.text_area("text (default: a held-out sample)", value=default, key=f"detail_text_{run.name}")
+    ids = D.encode_text(data, text, cfg.model.n_ctx)
+    if len(ids) < 2:
+        st.info("Type at least one token.")
+        return
+    patterns = D.attention(str(run), str(ckpt.path), tuple(ids))
+    toks = D.token_strings(data, ids)
+    import circuitsvis as cv
+
+    st.subheader(f"Attention pattern of head {chosen} at step {step}")
+    html = cv.attention.attention_pattern(tokens=toks, attention=patterns[layer, head])
+    _html(str(html), min(120 + 14 * len(ids), 900))
+    with st.expander(f"all heads of layer {layer}"):
+        html_all = cv.attention.attention_heads(attention=patterns[layer], tokens=toks)
+        _html(str(html_all), 700)
+
+    an = D.analysis(run)
+    if not D.has_analysis(an):
+        st.info(f"Scores over training need `interp analyze {run}`.")
+        return
+    frames = [pd.DataFrame({"tokens": an["tokens"], "score": label,
+                            "value": np.asarray(an[key], dtype=float)[:, layer, head]})
+              for label, key in D.HEAD_SCORES.items() if key in an]
+    st.subheader("Scores over training")
+    st.altair_chart(alt.Chart(pd.concat(frames)).mark_line(point=True).encode(
+        x=alt.X("tokens:Q", scale=alt.Scale(type="symlog")), y="value:Q", color="score:N",
+        tooltip=["score", "tokens", "value"]).properties(height=300).interactive(), width="stretch")
+
+    a = D.nearest_index(an["step"], step)
+    st.caption(f"Composition and copying at the analysed step nearest {step}: step {int(an['step'][a])}")
+    c1, c2 = st.columns(2)
+    ov = an.get("copying_ov")
+    emp = an.get("copying_empirical")
+    c1.metric("OV copying score", f"{float(ov[a, layer, head]):.3f}" if ov is not None else "-")
+    c2.metric("empirical copying", f"{float(emp[a, layer, head]):.3f}" if emp is not None else "-")
+    if layer == 0:
+        st.info("Layer 0 heads have no earlier heads to compose with.")
+        return
+    rows = []
+    for l1 in range(layer):
+        for h1 in range(cfg.model.n_heads):
+            rows.append({"earlier head": f"{l1}.{h1}",
+                         **{kind: float(an[f"composition_{kind}"][a, l1, h1, layer, head])
+                            for kind in ("k", "q", "v") if f"composition_{kind}" in an}})
+    st.subheader("Composition with earlier heads")
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+
+# --------------------------------------------------------------------------- Tokens
+
+def tokens_view(runs: list[Path]) -> None:
+    st.header("Tokens across the phase change")
+    run = _pick_run(runs, "tokens_run")
+    cfg = D.config(run)
+    ckpts = D.checkpoints(run)
+    if len(ckpts) < 2:
+        st.info(f"{run.name} needs at least two checkpoints.")
+        return
+    steps = [c.step for c in ckpts]
+    tokens = np.array(steps) * cfg.tokens_per_step
+    win = D.window(run)
+    if win:
+        before = steps[max([i for i, t in enumerate(tokens) if t <= win[0]], default=0)]
+        after = steps[min([i for i, t in enumerate(tokens) if t >= win[1]], default=len(steps) - 1)]
+        st.caption(f"phase-change window {D.fmt_tokens(win[0])}–{D.fmt_tokens(win[1])} tokens")
+    else:
+        st.info("No phase-change window found for this run (or not analysed): comparing the first and "
+                "last checkpoints; choose others below.")
+        before, after = steps[0], steps[-1]
+    before, after = st.select_slider("before / after (step)", options=steps, value=(before, after),
+                                     key=f"tokens_steps_{run.name}")
+    sample = st.number_input("held-out sample", min_value=0, max_value=31, value=0, key="tokens_sample")
+    ids = tuple(int(t) for t in D.heldout_tokens(str(run), 32)[int(sample)])
+    paths = {c.step: str(c.path) for c in ckpts}
+    lb = D.token_losses(str(run), paths[before], ids)
+    la = D.token_losses(str(run), paths[after], ids)
+    data = D.dataset(run)
+    toks = D.token_strings(data, list(ids))
+    c1, c2, c3 = st.columns(3)
+    c1.metric("mean loss before", f"{np.nanmean(lb):.3f}")
+    c2.metric("mean loss after", f"{np.nanmean(la):.3f}", f"{np.nanmean(la) - np.nanmean(lb):+.3f}",
+              delta_color="inverse")
+    c3.metric("tokens better", f"{int(np.nansum(la < lb))}/{int(np.isfinite(la - lb).sum())}")
+    st.caption("green: loss fell; red: loss rose (hover a token for its numbers)")
+    st.markdown(D.coloured_tokens_html(toks, lb, la), unsafe_allow_html=True)
+    delta = la - lb
+    df = pd.DataFrame({"index": np.arange(len(ids)), "token": toks, "before": lb, "after": la, "change": delta})
+    df = df[np.isfinite(df["change"])]
+    c1, c2 = st.columns(2)
+    c1.write("most improved")
+    c1.dataframe(df.nsmallest(10, "change"), hide_index=True)
+    c2.write("most worsened")
+    c2.dataframe(df.nlargest(10, "change"), hide_index=True)
+
+
+# --------------------------------------------------------------------------- Live
+
+def _live_body(runs: list[Path]) -> None:
+    from interp.checkpoints import run_status
+
+    for run in runs:
+        try:
+            status = run_status(run)
+            ckpts = D.checkpoints(run)
+            train = D.group(run, "train")
+        except D.VIEW_ERRORS as err:
+            _warn(run, err)
+            continue
+        st.markdown(f"**{run.name}** — {status}, {len(ckpts)} checkpoints"
+                    f"{f', latest step {ckpts[-1].step}' if ckpts else ''}")
+        if len(train.get("tokens", [])):
+            st.line_chart(pd.DataFrame({"tokens": train["tokens"], "train loss": train["loss"]}),
+                          x="tokens", y="train loss", height=200)
+        else:
+            st.info("no training records yet")
+    st.caption("Data is re-read only when a run's metrics.h5 changes.")
+
+
+def live_view(runs: list[Path]) -> None:
+    st.header("Live")
+    st.button("refresh", key="live_refresh")
+    auto = st.toggle("auto-refresh every 10 s", value=False, key="live_auto")
+    if auto and hasattr(st, "fragment"):
+        st.fragment(run_every=10)(_live_body)(runs)
+    else:
+        _live_body(runs)

@@ -1,0 +1,108 @@
+"""The Streamlit workbench (apps/workbench.py) driven headless with AppTest on a tiny run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_config
+
+streamlit = pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+APP = str(Path(__file__).resolve().parent.parent / "apps" / "workbench.py")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    from interp.analysis import AnalysisConfig, analyze_run
+    from interp.train import train
+
+    base = tmp_path_factory.mktemp("app-runs")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("INTERP_CACHE", str(base / "cache"))
+    try:
+        train(tiny_config(), base / "runs" / "tiny", progress=False)
+        analyze_run(base / "runs" / "tiny",
+                    AnalysisConfig(icl_examples=16, ablation_examples=8, pca_pairs=64, pattern_examples=8,
+                                   prefix_sequences=8, precision="fp32"), progress=False)
+    finally:
+        mp.undo()
+    return base / "runs"
+
+
+def _app(monkeypatch, root: Path) -> AppTest:
+    monkeypatch.setenv("INTERP_APP_ROOT", str(root))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def _view(at: AppTest, name: str) -> AppTest:
+    at.sidebar.radio(key="view").set_value(name).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_runs_view(monkeypatch, root):
+    at = _app(monkeypatch, root)
+    assert at.sidebar.radio(key="view").value == "Runs"
+    assert len(at.dataframe) == 1
+    assert "tiny" in at.dataframe[0].value["run"].tolist()
+    assert at.sidebar.multiselect(key="selected_runs").value == ["tiny"]
+
+
+def test_curves_view(monkeypatch, root):
+    at = _view(_app(monkeypatch, root), "Training curves")
+    assert len(at.get("vega_lite_chart")) >= 4  # loss, ICL, heatmap, PCA
+    at.toggle(key="curves_log").set_value(False).run()
+    assert not at.exception
+
+
+def test_head_atlas_and_detail(monkeypatch, root):
+    at = _view(_app(monkeypatch, root), "Head atlas")
+    slider = at.select_slider[0]
+    assert len(slider.options) >= 2
+    slider.set_value(int(slider.options[0])).run()
+    assert not at.exception
+    at.selectbox(key="atlas_score").set_value("previous token").run()
+    at.selectbox(key="atlas_head").set_value("1.1").run()
+    at.button(key="atlas_open").click().run()
+    assert not at.exception
+    assert at.sidebar.radio(key="view").value == "Head detail"
+    assert at.selectbox(key="detail_head_select").value == "1.1"
+    assert at.dataframe  # composition with earlier heads
+    at.select_slider[0].set_value(int(at.select_slider[0].options[1])).run()
+    assert not at.exception
+
+
+def test_tokens_and_live(monkeypatch, root):
+    at = _view(_app(monkeypatch, root), "Tokens")
+    assert any("background" in m.value for m in at.markdown)
+    _view(at, "Live")
+    at.button(key="live_refresh").click().run()
+    assert not at.exception
+
+
+def test_empty_directory(monkeypatch, tmp_path):
+    at = _app(monkeypatch, tmp_path)
+    assert any("No runs under" in i.value for i in at.info)
+
+
+def test_broken_runs_warn(monkeypatch, tmp_path, root):
+    (tmp_path / "no_ckpt").mkdir()
+    (tmp_path / "no_ckpt" / "config.json").write_text((root / "tiny" / "config.json").read_text())
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "config.json").write_text((root / "tiny" / "config.json").read_text())
+    (tmp_path / "corrupt" / "metrics.h5").write_bytes(b"not an hdf5 file")
+    (tmp_path / "badjson").mkdir()
+    (tmp_path / "badjson" / "config.json").write_text(json.dumps({"model": "nope"}))
+    at = _app(monkeypatch, tmp_path)
+    assert at.warning
+    at.sidebar.multiselect(key="selected_runs").set_value(["badjson", "corrupt", "no_ckpt"]).run()
+    for view in ("Training curves", "Head atlas", "Head detail", "Tokens", "Live"):
+        _view(at, view)
+        assert at.warning or at.info, view
