@@ -273,10 +273,10 @@ def head_view(runs: list[Path]) -> None:
 
     st.subheader(f"Attention pattern of head {chosen} at step {step}")
     html = cv.attention.attention_pattern(tokens=toks, attention=patterns[layer, head])
-    _html(str(html), min(120 + 14 * len(ids), 900))
+    _html(html.local_src, min(120 + 14 * len(ids), 900))  # str() would load the JS from a CDN
     with st.expander(f"all heads of layer {layer}"):
         html_all = cv.attention.attention_heads(attention=patterns[layer], tokens=toks)
-        _html(str(html_all), 700)
+        _html(html_all.local_src, 700)
 
     an = D.analysis(run)
     if not D.has_analysis(an):
