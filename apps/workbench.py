@@ -37,6 +37,14 @@ def _root() -> Path:
     return Path("checkpoints")
 
 
+def _most_recent(runs: list[Path]) -> Path:
+    """The run whose metrics changed last: what a researcher most likely wants to see first."""
+    def changed(run) -> float:
+        metrics = run / "metrics.h5"
+        return metrics.stat().st_mtime if metrics.exists() else 0.0
+    return max(runs, key=changed)
+
+
 def main() -> None:
     st.set_page_config(page_title="interp workbench", layout="wide")
     root = _root()
@@ -50,7 +58,7 @@ def main() -> None:
     names = [r.name for r in runs]
     if "selected_runs" not in st.session_state or not set(st.session_state["selected_runs"]) <= set(names):
         st.session_state["selected_runs"] = [n for n in st.session_state.get("selected_runs", []) if n in names] \
-            or names[:1]
+            or [_most_recent(runs).name]
     selected = st.sidebar.multiselect("runs to compare", names, key="selected_runs")
     view = st.sidebar.radio("view", list(VIEWS), key="view")
     st.sidebar.button("refresh")

@@ -226,9 +226,10 @@ def atlas_view(runs: list[Path]) -> None:
     traj = pd.DataFrame({"tokens": np.repeat(an["tokens"], n_layers * n_heads),
                          "head": heads * len(steps),
                          "value": np.asarray(an[key], dtype=float).reshape(len(steps), -1).ravel()})
+    traj = traj[traj["tokens"] > 0]  # a log axis; the initialisation (0 tokens) has no place on it
     win = D.window(run)
     lines = alt.Chart(traj).mark_line().encode(
-        x=alt.X("tokens:Q", scale=alt.Scale(type="symlog")), y=alt.Y("value:Q", title=label),
+        x=alt.X("tokens:Q", scale=alt.Scale(type="log")), y=alt.Y("value:Q", title=label),
         color="head:N", tooltip=["head", "tokens", "value"])
     layer_w = _window_layer([{"run": run.name, "start": win[0], "end": win[1]}] if win else [])
     st.subheader("Every head over training")
@@ -286,8 +287,9 @@ def head_view(runs: list[Path]) -> None:
                             "value": np.asarray(an[key], dtype=float)[:, layer, head]})
               for label, key in D.HEAD_SCORES.items() if key in an]
     st.subheader("Scores over training")
-    st.altair_chart(alt.Chart(pd.concat(frames)).mark_line(point=True).encode(
-        x=alt.X("tokens:Q", scale=alt.Scale(type="symlog")), y="value:Q", color="score:N",
+    scores = pd.concat(frames)
+    st.altair_chart(alt.Chart(scores[scores["tokens"] > 0]).mark_line(point=True).encode(
+        x=alt.X("tokens:Q", scale=alt.Scale(type="log")), y="value:Q", color="score:N",
         tooltip=["score", "tokens", "value"]).properties(height=300).interactive(), width="stretch")
 
     a = D.nearest_index(an["step"], step)
