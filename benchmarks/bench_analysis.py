@@ -66,10 +66,10 @@ def main() -> None:
     parts = {
         f"loss by token index + ICL ({analysis.icl_examples} sequences)": losses,
         "attention patterns (prefix matching, duplicate, previous token)": lambda: (
-            heads.attention_patterns(model, probes.repeated),
+            heads.attention_patterns(model, probes.repeated.tokens),
             heads.attention_patterns(model, probes.heldout[: analysis.pattern_examples])),
         "copying, OV eigenvalues": lambda: circuits.ov_copying_score(model),
-        "copying, empirical": lambda: circuits.empirical_copying_score(model, probes.repeated),
+        "copying, empirical": lambda: circuits.empirical_copying_score(model, probes.repeated.tokens),
         "composition scores K/Q/V": lambda: circuits.composition_scores(model),
         "loading the checkpoint (verified)": lambda: checkpoints.load_model(chosen.path),
     }

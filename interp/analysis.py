@@ -57,10 +57,7 @@ class Probes:
     """The fixed inputs every checkpoint of a run is measured on."""
 
     heldout: torch.Tensor  # [icl_examples, n_ctx]
-    repeated: torch.Tensor  # [prefix_sequences, 1 + seq_len * repeats]
-    seq_len: int
-    repeats: int
-    offset: int
+    repeated: heads.RepeatedTokens
     pair_examples: torch.Tensor  # [pca_pairs] indices into the ablation examples
     pair_positions: torch.Tensor  # [pca_pairs] token indices >= 1
     late: int
@@ -70,19 +67,15 @@ class Probes:
 def build_probes(data, n_ctx: int, config: AnalysisConfig) -> Probes:
     bos = data.bos_token_id
     pool = heads.middle_frequency_pool(data.token_counts(), exclude=() if bos is None else (bos,))
-    offset = int(bos is not None)
-    seq_len = min(config.prefix_seq_len, len(pool))
-    repeats = max(2, min(config.prefix_repeats, (n_ctx - offset) // seq_len))
-    repeated = heads.repeated_random_tokens(pool, config.prefix_sequences, seq_len, repeats, bos,
-                                            config.seed)
+    repeated = heads.repeated_token_probe(pool, n_ctx, bos, config.prefix_sequences,
+                                          config.prefix_seq_len, config.prefix_repeats, config.seed)
     rng = np.random.default_rng([config.seed, 7])
     n_ablate = min(config.ablation_examples, config.icl_examples)
     pair_examples = rng.integers(0, n_ablate, size=config.pca_pairs)
     pair_positions = rng.integers(1, n_ctx, size=config.pca_pairs)
     late, early = icl_indices(n_ctx)
-    return Probes(data.heldout_batch(config.icl_examples, seed=config.seed), repeated, seq_len,
-                  repeats, offset, torch.from_numpy(pair_examples), torch.from_numpy(pair_positions),
-                  late, early)
+    return Probes(data.heldout_batch(config.icl_examples, seed=config.seed), repeated,
+                  torch.from_numpy(pair_examples), torch.from_numpy(pair_positions), late, early)
 
 
 @torch.no_grad()
@@ -97,7 +90,8 @@ def analyze_checkpoint(model, probes: Probes, config: AnalysisConfig) -> dict[st
     with fast:
         losses = per_token_losses(model, probes.heldout)  # [examples, n_ctx], column 0 NaN
     icl = icl_score(losses, probes.late, probes.early)
-    repeated_patterns = heads.attention_patterns(model, probes.repeated)
+    repeated = probes.repeated
+    repeated_patterns = heads.attention_patterns(model, repeated.tokens)
     text_patterns = heads.attention_patterns(model, probes.heldout[:config.pattern_examples])
     pairs = losses[probes.pair_examples, probes.pair_positions]
     row: dict[str, Any] = {
@@ -105,13 +99,13 @@ def analyze_checkpoint(model, probes: Probes, config: AnalysisConfig) -> dict[st
         "val_loss": float(np.nanmean(losses.numpy())),
         "loss_by_position": losses.nanmean(0).numpy(),
         "per_token_loss": pairs.numpy(),
-        "prefix_matching": heads.prefix_matching_score(repeated_patterns, probes.seq_len,
-                                                       probes.repeats, probes.offset).numpy(),
-        "duplicate_token": heads.duplicate_token_score(repeated_patterns, probes.seq_len,
-                                                       probes.repeats, probes.offset).numpy(),
+        "prefix_matching": heads.prefix_matching_score(repeated_patterns, repeated.seq_len,
+                                                       repeated.repeats, repeated.offset).numpy(),
+        "duplicate_token": heads.duplicate_token_score(repeated_patterns, repeated.seq_len,
+                                                       repeated.repeats, repeated.offset).numpy(),
         "previous_token": heads.previous_token_score(text_patterns).numpy(),
         "copying_ov": circuits.ov_copying_score(model).numpy(),
-        "copying_empirical": circuits.empirical_copying_score(model, probes.repeated).numpy(),
+        "copying_empirical": circuits.empirical_copying_score(model, repeated.tokens).numpy(),
     }
     for kind, scores in circuits.composition_scores(model).items():
         row[f"composition_{kind}"] = scores.numpy()
@@ -127,8 +121,10 @@ def analyze_checkpoint(model, probes: Probes, config: AnalysisConfig) -> dict[st
 
 
 def analyzed_steps(run_dir: Path) -> set[int]:
+    """Steps already in the analysis group (reads that one dataset, not the whole group)."""
     try:
-        return {int(s) for s in store.series(run_dir, GROUP).get("step", [])}
+        with store.read(run_dir) as handle:
+            return {int(s) for s in handle[GROUP]["step"][()]} if GROUP in handle else set()
     except store.StoreError:
         return set()
 
@@ -150,16 +146,15 @@ def analyze_run(run_dir: str | Path, config: AnalysisConfig = AnalysisConfig(),
     if todo:
         data = _matching_dataset(run_dir, run_config)
         probes = build_probes(data, run_config.model.n_ctx, config)
-        _analyze_checkpoints(run_dir, todo, probes, config, result, progress)
+        _analyze_checkpoints(run_dir, todo, probes, config, run_config.tokens_per_step, result, progress)
     update_phase(run_dir)
     return result
 
 
 def _analyze_checkpoints(run_dir: Path, todo: list, probes: Probes, config: AnalysisConfig,
-                         result: dict, progress: bool) -> None:
+                         tokens_per_step: int, result: dict, progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    tokens_per_step = checkpoints.read_config(run_dir).tokens_per_step
     for checkpoint in tqdm(todo, desc=f"analyze {run_dir.name}", disable=not progress, unit="ckpt"):
         try:
             model = checkpoints.load_model(checkpoint.path)
@@ -173,9 +168,9 @@ def _analyze_checkpoints(run_dir: Path, todo: list, probes: Probes, config: Anal
             store.append(handle, GROUP, {k: [v] for k, v in row.items()})
             handle[GROUP].attrs.update({**asdict(config), "icl_late_index": probes.late,
                                         "icl_early_index": probes.early,
-                                        "prefix_matching_seq_len": probes.seq_len,
-                                        "prefix_matching_repeats": probes.repeats,
-                                        "bos": probes.offset})
+                                        "prefix_matching_seq_len": probes.repeated.seq_len,
+                                        "prefix_matching_repeats": probes.repeated.repeats,
+                                        "bos": probes.repeated.offset})
         result["analyzed"].append(checkpoint.step)
 
 

@@ -78,7 +78,7 @@ def _train(args: argparse.Namespace) -> Path:
     from interp.train import train
 
     if args.resume:
-        return train(None, args.resume, resume=True, progress=not args.no_progress)  # type: ignore[arg-type]
+        return train(None, args.resume, resume=True, progress=not args.no_progress)
     config = build_config(args.preset, args.config, args.overrides)
     name = args.name or f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     return train(config, args.out / name, progress=not args.no_progress)
@@ -95,7 +95,7 @@ def _quickstart(args: argparse.Namespace) -> Path:
     if status == "finished":
         print(f"{run_dir} is already trained; showing its summary (delete it to train again)")
     elif status != "new" and list_checkpoints(run_dir):
-        train(None, run_dir, resume=True)  # type: ignore[arg-type]
+        train(None, run_dir, resume=True)
     else:
         train(preset(args.preset), run_dir)
     return run_dir

@@ -33,8 +33,9 @@ from interp import checkpoints, store
 from interp.config import RunConfig, TrainConfig
 from interp.data import load_dataset
 from interp.errors import CheckpointError, ConfigError
-from interp.measures.heads import middle_frequency_pool, prefix_matching
-from interp.measures.icl import icl_score, per_token_losses
+from interp.measures.heads import (RepeatedTokens, middle_frequency_pool, prefix_matching,
+                                   repeated_token_probe)
+from interp.measures.icl import icl_indices, icl_score, per_token_losses
 from interp.model import Transformer
 
 log = logging.getLogger("interp")
@@ -118,12 +119,13 @@ class Run:
     step: int = 0
     pending: list[dict[str, float]] = field(default_factory=list)
     eval_tokens: torch.Tensor | None = None
-    pool: np.ndarray | None = None
-    eval_attrs: dict[str, Any] = field(default_factory=dict)
+    probe: RepeatedTokens | None = None
 
 
-def train(config: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
-    """Train ``config`` into ``run_dir`` (resuming from its last good checkpoint if asked).
+def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False,
+          progress: bool = True) -> Path:
+    """Train ``config`` into ``run_dir``, or with ``resume`` (and ``config=None``: the run's
+    own config.json is used) continue it from its last good checkpoint.
 
     Returns the run directory. Raises InterpError subclasses for bad input.
     """
@@ -200,7 +202,7 @@ def _checkpoint(run: Run) -> None:
         if run.pending:
             store.append(handle, "train", {k: [r[k] for r in run.pending] for k in run.pending[0]})
         store.append(handle, "eval", {k: [v] for k, v in evaluation.items()})
-        handle["eval"].attrs.update(run.eval_attrs)
+        handle["eval"].attrs.update(_eval_attrs(run))
     run.pending.clear()
     trainer = {"step": run.step, "tokens": run.step * run.config.tokens_per_step,
                "data_position": {"seed": run.config.train.seed, "next_step": run.step},
@@ -220,21 +222,26 @@ def quick_eval(run: Run) -> dict[str, Any]:
     run.model.eval()
     with autocast(run.device, run.dtype):
         losses = per_token_losses(run.model, run.eval_tokens)
-        prefix = prefix_matching(run.model, run.pool, run.data.bos_token_id)
+        prefix = prefix_matching(run.model, run.probe)
     run.model.train()
     icl = icl_score(losses)
-    run.eval_attrs = {"icl_late_index": icl.late, "icl_early_index": icl.early,
-                      "n_examples": icl.n_examples, "prefix_matching_seq_len": 25,
-                      "prefix_matching_repeats": 4, "prefix_matching_sequences": 32}
     return {"step": run.step, "tokens": run.step * run.config.tokens_per_step,
             "val_loss": float(np.nanmean(losses.numpy())), "icl_score": icl.score,
             "icl_score_stderr": icl.stderr, "loss_by_position": losses.nanmean(0).numpy(),
             "prefix_matching": prefix.numpy()}
 
 
+def _eval_attrs(run: Run) -> dict[str, int]:
+    """What the quick evaluation measured on, recorded beside its series."""
+    late, early = icl_indices(run.config.model.n_ctx)
+    return {"icl_late_index": late, "icl_early_index": early, "n_examples": len(run.eval_tokens),
+            "prefix_matching_seq_len": run.probe.seq_len, "prefix_matching_repeats": run.probe.repeats,
+            "prefix_matching_sequences": len(run.probe.tokens)}
+
+
 # --------------------------------------------------------------------------- setup and resume
 
-def _open_run(config: RunConfig, run_dir: Path, resume: bool) -> Run:
+def _open_run(config: RunConfig | None, run_dir: Path, resume: bool) -> Run:
     if resume:
         config = checkpoints.read_config(run_dir)
     elif checkpoints.list_checkpoints(run_dir) or (run_dir / "config.json").exists():
@@ -262,7 +269,8 @@ def _open_run(config: RunConfig, run_dir: Path, resume: bool) -> Run:
               checkpoints.checkpoint_schedule(train_cfg))
     run.eval_tokens = data.heldout_batch(train_cfg.eval_examples)
     special = () if data.bos_token_id is None else (data.bos_token_id,)
-    run.pool = middle_frequency_pool(data.token_counts(), exclude=special)
+    pool = middle_frequency_pool(data.token_counts(), exclude=special)
+    run.probe = repeated_token_probe(pool, config.model.n_ctx, data.bos_token_id)
     if resume:
         _restore(run)
     return run

@@ -25,7 +25,7 @@ FAST = AnalysisConfig(icl_examples=16, ablation_examples=8, pca_pairs=64, patter
 def test_handbuilt_circuit__the_induction_head_is_found_and_only_it():
     model = build_induction_model(d_vocab=12, n_ctx=24)
     pool = np.arange(1, 12)
-    prefix = heads.prefix_matching(model, pool, bos_token_id=0, n_sequences=16)
+    prefix = heads.prefix_matching(model, heads.repeated_token_probe(pool, 24, 0, n_sequences=16))
     copying = circuits.ov_copying_score(model)
     assert prefix[1, 0] > 0.95
     others = [prefix[layer, head] for layer in range(2) for head in range(2) if (layer, head) != (1, 0)]
@@ -106,10 +106,9 @@ def test_analyze_checkpoint__works_on_a_transformer_bridge():
                                                 d_vocab=20, attn_only=True, act_fn="gelu",
                                                 normalization_type="LN", seed=0))
     pool = np.arange(1, 20)
-    repeated = heads.repeated_random_tokens(pool, 4, 10, 3, bos_token_id=0)
-    probes = Probes(heldout=torch.randint(1, 20, (8, 32)), repeated=repeated, seq_len=10, repeats=3,
-                    offset=1, pair_examples=torch.zeros(16, dtype=torch.long),
-                    pair_positions=torch.arange(1, 17), late=30, early=3)
+    repeated = heads.RepeatedTokens(heads.repeated_random_tokens(pool, 4, 10, 3, bos_token_id=0), 10, 3, 1)
+    probes = Probes(heldout=torch.randint(1, 20, (8, 32)), repeated=repeated,
+                    pair_examples=torch.zeros(16, dtype=torch.long), pair_positions=torch.arange(1, 17), late=30, early=3)
     row = analyze_checkpoint(bridge, probes, FAST)
     assert row["prefix_matching"].shape == (2, 2) and np.isfinite(row["prefix_matching"]).all()
     assert row["ablation_icl_change"].shape == (2, 2) and np.isfinite(row["icl_score"])

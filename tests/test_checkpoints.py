@@ -49,7 +49,7 @@ def test_save_load__gives_identical_logits(trained_run):
     assert loaded.cfg.d_vocab == 9  # resolved from the data (8 states + BOS) and saved
 
 
-def test_load_model__needs_no_training_code_and_runs_no_pickle(trained_run, monkeypatch):
+def test_load_model__never_unpickles(trained_run, monkeypatch):
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load (pickle) was called"))
     model = checkpoints.load_model(trained_run)
     assert model.W_Q.shape[0] == 2

@@ -6,6 +6,8 @@ and ``run_with_cache``, and return [n_layers, n_heads] tensors.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
@@ -111,12 +113,32 @@ def previous_token_score(patterns: Float[Tensor, "layer batch head query key"]
     return patterns.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(1, 3))
 
 
-def prefix_matching(model, pool: np.ndarray, bos_token_id: int | None, n_sequences: int = 32,
-                    seq_len: int = 25, repeats: int = 4, seed: int = 0) -> Float[Tensor, "layer head"]:
-    """Prefix-matching score of every head on repeated random tokens (see the functions above)."""
-    max_len = model.cfg.n_ctx - (bos_token_id is not None)
-    repeats = min(repeats, max(2, max_len // max(1, min(seq_len, len(pool)))))
+@dataclass(frozen=True)
+class RepeatedTokens:
+    """Repeated random tokens and the lengths actually used (recorded with every score)."""
+
+    tokens: Int[Tensor, "batch pos"]
+    seq_len: int
+    repeats: int
+    offset: int  # 1 when a BOS token leads each sequence, else 0
+
+
+def repeated_token_probe(pool: np.ndarray, n_ctx: int, bos_token_id: int | None,
+                         n_sequences: int = 32, seq_len: int = 25, repeats: int = 4, seed: int = 0
+                         ) -> RepeatedTokens:
+    """The paper's probe (25 tokens x 4 repeats after BOS), cut to fit the pool and context.
+
+    ``seq_len`` is cut to the pool size (tokens are distinct within a repeat) and to half the
+    context; ``repeats`` to what fits, but never below 2.
+    """
+    offset = int(bos_token_id is not None)
+    seq_len = min(seq_len, len(pool), (n_ctx - offset) // 2)
+    repeats = max(2, min(repeats, (n_ctx - offset) // seq_len))
     tokens = repeated_random_tokens(pool, n_sequences, seq_len, repeats, bos_token_id, seed)
-    actual_len = (tokens.shape[1] - (bos_token_id is not None)) // repeats
-    patterns = attention_patterns(model, tokens)
-    return prefix_matching_score(patterns, actual_len, repeats, int(bos_token_id is not None))
+    return RepeatedTokens(tokens, seq_len, repeats, offset)
+
+
+def prefix_matching(model, probe: RepeatedTokens) -> Float[Tensor, "layer head"]:
+    """Prefix-matching score of every head on a :func:`repeated_token_probe`."""
+    patterns = attention_patterns(model, probe.tokens)
+    return prefix_matching_score(patterns, probe.seq_len, probe.repeats, probe.offset)
