@@ -49,6 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     quick = sub.add_parser("quickstart", help="train the default preset (or resume it), analyse, report")
     quick.add_argument("preset", nargs="?", default="default")
     quick.add_argument("--out", type=Path, default=DEFAULT_ROOT)
+    sweep = sub.add_parser("sweep", help="run every run of a sweep file (grid x seeds), then analyse each")
+    sweep.add_argument("file", type=Path, help="a .yaml/.toml sweep file (see docs/SWEEPS.md)")
+    sweep.add_argument("--out", type=Path, default=DEFAULT_ROOT, help="runs go to OUT/<sweep name>/<run>")
+    sweep.add_argument("--backend", choices=["local", "ray"], default="local")
+    sweep.add_argument("--jobs", type=int, default=1, help="local: runs at once, each pinned to its share of the cores")
+    sweep.add_argument("--address", help="ray: cluster address ('auto', 'ray://head:10001'); default: a local instance")
+    sweep.add_argument("--cpus-per-run", type=float, default=1, help="ray: CPUs each run's task asks for")
+    sweep.add_argument("--gpus-per-run", type=float, default=0, help="ray: GPUs each run's task asks for")
+    sweep.add_argument("--dry-run", action="store_true", help="check the file and list the runs; start nothing")
     app = sub.add_parser("app", help="open the interactive workbench (Streamlit) on the runs in DIR")
     app.add_argument("root", nargs="?", type=Path, default=DEFAULT_ROOT, metavar="DIR")
     app.add_argument("--port", type=int, default=8501)
@@ -71,6 +80,22 @@ def _app(root: Path, port: int) -> int:
                "--server.headless", "true", "--server.port", str(port), "--", str(root.resolve())]
     print(f"workbench on http://127.0.0.1:{port}/ (runs under {root}); Ctrl-C stops it")
     return subprocess.call(command)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from interp.sweep import load_sweep, run_sweep
+
+    sweep = load_sweep(args.file)
+    if args.jobs < 1:
+        raise InterpError("--jobs must be at least 1")
+    if args.dry_run:
+        print(f"sweep {sweep.name}: {len(sweep.runs)} runs under {args.out / sweep.name}")
+        for run in sweep.runs:
+            print(f"  {run.name}")
+        return 0
+    results = run_sweep(sweep, args.out, args.backend, args.jobs, args.address,
+                        args.cpus_per_run, args.gpus_per_run)
+    return 1 if any("error" in r for r in results) else 0
 
 
 def _train(args: argparse.Namespace) -> Path:
@@ -156,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                      progress=not args.no_progress, redo=args.redo)
         elif args.command == "report":
             _report(args.runs, args.out)
+        elif args.command == "sweep":
+            return _sweep(args)
         elif args.command == "app":
             return _app(args.root, args.port)
         elif args.command == "quickstart":

@@ -377,27 +377,36 @@ def merge(base: RunConfig, raw: dict[str, Any]) -> RunConfig:
     return RunConfig.from_dict(merged)
 
 
-def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
-    """Turn ``["model.n_layers=3", "lr=1e-3"]`` into nested dicts, resolving bare names."""
+def resolve_key(key: str) -> tuple[str, str]:
+    """``model.n_layers`` -> (model, n_layers); a bare name unique across sections is found."""
     owners: dict[str, list[str]] = {}
     for section, klass in SECTIONS.items():
         for f in fields(klass):
             owners.setdefault(f.name, []).append(section)
+    section, _, name = key.rpartition(".")
+    if not section:
+        sections = owners.get(name, [])
+        if len(sections) != 1:
+            known = sorted(f"{s}.{n}" for n, ss in owners.items() for s in ss)
+            why = "is ambiguous" if sections else "is not a config key"
+            raise ConfigError(f"'{key}' {why}; use one of: {', '.join(known)}")
+        section = sections[0]
+    if section not in SECTIONS:
+        raise ConfigError(f"unknown config section '{section}' in '{key}'; allowed: {list(SECTIONS)}")
+    if name not in {f.name for f in fields(SECTIONS[section])}:
+        allowed = ", ".join(sorted(f.name for f in fields(SECTIONS[section])))
+        raise ConfigError(f"unknown key '{name}' in section '{section}'; allowed: {allowed}")
+    return section, name
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """Turn ``["model.n_layers=3", "lr=1e-3"]`` into nested dicts, resolving bare names."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"override '{item}' must look like key=value (e.g. model.n_layers=3)")
-        section, _, name = key.rpartition(".")
-        if not section:
-            sections = owners.get(name, [])
-            if len(sections) != 1:
-                known = sorted(f"{s}.{n}" for n, ss in owners.items() for s in ss)
-                why = "is ambiguous" if sections else "is not a config key"
-                raise ConfigError(f"'{key}' {why}; use one of: {', '.join(known)}")
-            section = sections[0]
-        if section not in SECTIONS:
-            raise ConfigError(f"unknown config section '{section}' in '{item}'; allowed: {list(SECTIONS)}")
+        section, name = resolve_key(key)
         out.setdefault(section, {})[name] = _parse_value(SECTIONS[section], name, value)
     return out
 

@@ -34,7 +34,7 @@ def test_config_file__toml_json_and_yaml(tmp_path):
 
 @pytest.mark.parametrize("override, expected", [
     ("nosuch=1", "is not a config key; use one of: data.cache_dir"),
-    ("model.nosuch=1", "unknown key 'nosuch' for ModelConfig; allowed: act_fn"),
+    ("model.nosuch=1", "unknown key 'nosuch' in section 'model'; allowed: act_fn"),
     ("seed=1.5", "train.seed must be an integer"),
     ("model.positional=alibi", "choose one of: learned, shortformer, rotary, none"),
     ("attn_only=perhaps", "must be true or false"),

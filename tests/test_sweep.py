@@ -1,0 +1,154 @@
+"""Sweeps: file validation (with the offending line), local processes, resume, and Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from interp import checkpoints
+from interp.errors import ConfigError
+from interp.sweep import load_sweep, run_sweep
+from interp.sweep.local import core_shares
+
+TINY = """\
+preset: markov
+config:
+  model.d_model: 32
+  model.n_heads: 2
+  model.d_head: 16
+  model.n_ctx: 32
+  data.markov_states: 8
+  train:
+    steps: 30
+    batch_size: 8
+    log_checkpoints: 4
+    linear_checkpoints: 3
+    eval_examples: 16
+    precision: fp32
+grid:
+  model.n_layers: {layers}
+seeds: {seeds}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_sweep_file_expands_to_grid_times_seeds_with_stable_names(tmp_path):
+    sweep = load_sweep(write(tmp_path, TINY.format(layers="[1, 2]", seeds="[0, 3]")))
+    assert [r.name for r in sweep.runs] == ["n_layers=1_seed=0", "n_layers=1_seed=3",
+                                            "n_layers=2_seed=0", "n_layers=2_seed=3"]
+    run = sweep.runs[3]
+    assert (run.config.model.n_layers, run.config.train.seed, run.config.train.steps) == (2, 3, 30)
+    assert run.config.model.d_model == 32 and run.config.data.source == "markov"
+
+
+def test_toml_sweeps_read_the_same(tmp_path):
+    text = ('preset = "markov"\nseeds = [0]\n[config]\n"train.steps" = 30\n'
+            '[grid]\n"model.n_layers" = [1, 2]\n"model.attn_only" = [true, false]\n')
+    sweep = load_sweep(write(tmp_path, text, "s.toml"))
+    assert [r.name for r in sweep.runs][:2] == ["n_layers=1_attn_only=true_seed=0",
+                                                "n_layers=1_attn_only=false_seed=0"]
+    assert all(r.config.train.steps == 30 for r in sweep.runs)
+
+
+@pytest.mark.parametrize("text, expected", [
+    # an unknown field in the grid, named with its line
+    ("preset: markov\ngrid:\n  model.n_layers: [1, 2]\n  model.nosuch: [1]\n",
+     "line 4: 'model.nosuch' = 1: unknown key 'nosuch' in section 'model'"),
+    # an empty grid
+    ("preset: markov\ngrid: {}\nseeds: [0]\n", "line 2: the grid is empty"),
+    # a value of the wrong type: the line of that value
+    ("preset: markov\ngrid:\n  model.n_layers:\n    - 1\n    - two\n",
+     "line 5: 'model.n_layers' = 'two': model.n_layers must be an integer"),
+    # a Literal outside its choices
+    ("preset: markov\ngrid:\n  model.positional: [rotary, sideways]\n",
+     "line 3: 'model.positional' = 'sideways'"),
+    ("preset: markov\ngrid:\n  model.n_layers: []\n", "line 3: grid field 'model.n_layers' must be a non-empty list"),
+    ("preset: markov\ngrid:\n  n_layers: [1]\nseeds: [0, zero]\n", "line 4: 'seeds' must be a non-empty list"),
+    ("preset: nosuch\ngrid:\n  n_layers: [1]\n", "line 1: unknown preset 'nosuch'"),
+    ("preset: markov\ngirds:\n  n_layers: [1]\n", "line 2: unknown sweep key 'girds'"),
+    ("preset: markov\nconfig:\n  train.steps: many\ngrid:\n  n_layers: [1]\n", "line 3: 'train.steps' = 'many'"),
+    ("preset: markov\n", "the sweep has no 'grid'"),
+])
+def test_bad_sweep_files_are_refused_naming_the_line(tmp_path, text, expected):
+    with pytest.raises(ConfigError, match=None) as err:
+        load_sweep(write(tmp_path, text))
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_cli_refuses_a_bad_sweep_in_one_line_before_starting(tmp_path):
+    path = write(tmp_path, "preset: markov\ngrid:\n  model.n_layers: [1, 2.5]\n")
+    proc = subprocess.run([sys.executable, "-m", "interp.cli", "sweep", str(path), "--out", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith(f"interp: error: {path} line 3:")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_core_shares_split_the_usable_cores():
+    cores = sorted(os.sched_getaffinity(0))
+    shares = core_shares(len(cores))
+    assert sorted(c for share in shares for c in share) == cores
+    assert core_shares(1) == [cores]
+
+
+def test_local_sweep_trains_analyses_skips_and_resumes(tmp_path):
+    sweep = load_sweep(write(tmp_path, TINY.format(layers="[1, 2]", seeds="[0]")))
+    lines: list[str] = []
+    results = run_sweep(sweep, tmp_path / "runs", jobs=2, say=lines.append)
+    assert sorted(r["action"] for r in results) == ["trained", "trained"], lines
+    runs = tmp_path / "runs" / "sweep"
+    for name in ("n_layers=1_seed=0", "n_layers=2_seed=0"):
+        assert checkpoints.run_status(runs / name) == "finished"
+        from interp.analysis import analyzed_steps
+        assert analyzed_steps(runs / name) == {c.step for c in checkpoints.list_checkpoints(runs / name)}
+    assert any(line.startswith("[2/2] done") for line in lines)
+    assert json.loads((runs / "sweep_results.json").read_text())[0]["status"] == "finished"
+
+    # Interrupt one run after its third checkpoint: the sweep resumes it, skips the other.
+    victim = runs / "n_layers=2_seed=0"
+    final = (victim / checkpoints.list_checkpoints(victim)[-1].path.name / "model.safetensors").read_bytes()
+    for ckpt in checkpoints.list_checkpoints(victim)[3:]:
+        shutil.rmtree(ckpt.path)
+    checkpoints.update_run_info(victim, status="interrupted")
+    # jobs=2 again: the same one thread per run, so the float sums run in the same order.
+    again = {r["run"]: r["action"] for r in run_sweep(sweep, tmp_path / "runs", jobs=2, say=lines.append)}
+    assert again == {"n_layers=1_seed=0": "skipped", "n_layers=2_seed=0": "resumed"}
+    last = checkpoints.list_checkpoints(victim)[-1].path
+    assert (last / "model.safetensors").read_bytes() == final  # resumed bit for bit
+
+
+def test_a_run_directory_with_another_config_is_refused_before_anything_starts(tmp_path):
+    sweep = load_sweep(write(tmp_path, TINY.format(layers="[1]", seeds="[0]")))
+    run_sweep(sweep, tmp_path / "runs", say=lambda _: None)
+    changed = load_sweep(write(tmp_path, TINY.format(layers="[1]", seeds="[0]").replace("steps: 30", "steps: 31")))
+    with pytest.raises(Exception, match="holds a run with another config .*train.steps: 30 there, 31 in the sweep"):
+        run_sweep(changed, tmp_path / "runs", say=lambda _: None)
+
+
+def test_ray_backend_runs_each_run_as_a_task_on_a_local_ray_instance(tmp_path):
+    import ray  # in the dev extra, so CI runs this for real
+
+    sweep = load_sweep(write(tmp_path, TINY.format(layers="[1, 2]", seeds="[0]")))
+    lines: list[str] = []
+    results = run_sweep(sweep, tmp_path / "runs", backend="ray", cpus_per_run=1, say=lines.append)
+    assert sorted(r["action"] for r in results) == ["trained", "trained"], lines
+    assert not ray.is_initialized()  # the instance started for the sweep is shut down
+    for result in results:
+        run = tmp_path / "runs" / "sweep" / result["run"]
+        assert checkpoints.run_status(run) == "finished"
+        info = checkpoints.read_run_info(run)
+        assert info["pid"] != os.getpid()  # trained in a Ray worker, not in this process
+    assert any("1 cpu, 0 gpu" in line or "1.0 cpu" in line for line in lines)
