@@ -55,10 +55,10 @@ def main() -> None:
         st.info(f"No runs under `{root}`. Train one with `interp train` (or `interp quickstart`), "
                 f"or start the app on another directory: `interp app DIR`.")
         return
-    names = [r.name for r in runs]
+    names = [D.run_label(r) for r in runs]
     if "selected_runs" not in st.session_state or not set(st.session_state["selected_runs"]) <= set(names):
         st.session_state["selected_runs"] = [n for n in st.session_state.get("selected_runs", []) if n in names] \
-            or [_most_recent(runs).name]
+            or [D.run_label(_most_recent(runs))]
     selected = st.sidebar.multiselect("runs to compare", names, key="selected_runs")
     view = st.sidebar.radio("view", list(VIEWS), key="view")
     st.sidebar.button("refresh")

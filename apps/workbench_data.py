@@ -33,13 +33,26 @@ HEAD_SCORES = {
 # --------------------------------------------------------------------------- discovery
 
 def find_runs(root: Path) -> list[Path]:
-    """Run directories (those with a config.json) directly under ``root``, or ``root`` itself."""
+    """Run directories (those with a config.json) under ``root`` and one level deeper (a
+    sweep's folder of runs), or ``root`` itself if it is a run."""
     root = Path(root)
     if (root / "config.json").is_file():
         return [root]
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file())
+    found = []
+    for child in sorted(p for p in root.iterdir() if p.is_dir()):
+        if (child / "config.json").is_file():
+            found.append(child)
+        else:
+            found.extend(sorted(p for p in child.iterdir() if p.is_dir() and (p / "config.json").is_file()))
+    return found
+
+
+def run_label(run: Path) -> str:
+    """A run's name as shown: ``sweep/run`` for a run of a sweep (names repeat across sweeps)."""
+    run = Path(run)
+    return f"{run.parent.name}/{run.name}" if (run.parent / "sweep.json").is_file() else run.name
 
 
 def metrics_mtime(run: str | Path) -> int:

@@ -24,7 +24,7 @@ def _html(html: str, height: int) -> None:
 
 
 def _warn(run: Path, err: Exception) -> None:
-    st.warning(f"{run.name}: {err}")
+    st.warning(f"{D.run_label(run)}: {err}")
 
 
 def _window_layer(windows: list[dict]):
@@ -35,7 +35,7 @@ def _window_layer(windows: list[dict]):
 
 
 def _pick_run(runs: list[Path], key: str) -> Path:
-    names = [r.name for r in runs]
+    names = [D.run_label(r) for r in runs]
     name = st.selectbox("run", names, key=key) if len(names) > 1 else names[0]
     return runs[names.index(name)]
 
@@ -56,7 +56,7 @@ def runs_view(all_runs: list[Path]) -> None:
             win = D.window(run)
             last_step = ckpts[-1].step if ckpts else 0
             rows.append({
-                "run": run.name,
+                "run": D.run_label(run),
                 "status": run_status(run),
                 "model": f"{cfg.model.n_layers}L×{cfg.model.n_heads}H d{cfg.model.d_model}"
                          f"{' attn-only' if cfg.model.attn_only else ''}",
@@ -71,12 +71,12 @@ def runs_view(all_runs: list[Path]) -> None:
                 "device": info.get("device", "-"),
             })
             if not ckpts:
-                problems.append(f"{run.name}: no complete checkpoint yet")
+                problems.append(f"{D.run_label(run)}: no complete checkpoint yet")
             elif not D.has_analysis(an):
-                problems.append(f"{run.name}: not analysed yet; run `interp analyze {run}`")
+                problems.append(f"{D.run_label(run)}: not analysed yet; run `interp analyze {run}`")
         except D.VIEW_ERRORS as err:
-            problems.append(f"{run.name}: {err}")
-            rows.append({"run": run.name, "status": "broken"})
+            problems.append(f"{D.run_label(run)}: {err}")
+            rows.append({"run": D.run_label(run), "status": "broken"})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     for p in problems:
         st.warning(p)
@@ -99,21 +99,21 @@ def curves_view(runs: list[Path]) -> None:
             _warn(run, err)
             continue
         if win:
-            windows.append({"run": run.name, "start": win[0], "end": win[1]})
+            windows.append({"run": D.run_label(run), "start": win[0], "end": win[1]})
         if len(train.get("tokens", [])):
-            loss_rows.append(pd.DataFrame({"run": run.name, "tokens": train["tokens"],
+            loss_rows.append(pd.DataFrame({"run": D.run_label(run), "tokens": train["tokens"],
                                            "loss": train["loss"], "series": "train"}))
         if len(ev.get("tokens", [])):
-            loss_rows.append(pd.DataFrame({"run": run.name, "tokens": ev["tokens"],
+            loss_rows.append(pd.DataFrame({"run": D.run_label(run), "tokens": ev["tokens"],
                                            "loss": ev["val_loss"], "series": "held-out"}))
         source = an if D.has_analysis(an) else ev
         if len(source.get("tokens", [])) and "loss_by_position" in source:
             from interp.measures.icl import icl_band_score
 
-            icl_rows.append(pd.DataFrame({"run": run.name, "tokens": source["tokens"],
+            icl_rows.append(pd.DataFrame({"run": D.run_label(run), "tokens": source["tokens"],
                                           "icl": icl_band_score(source["loss_by_position"]),
                                           "score": "band"}))
-            icl_rows.append(pd.DataFrame({"run": run.name, "tokens": source["tokens"],
+            icl_rows.append(pd.DataFrame({"run": D.run_label(run), "tokens": source["tokens"],
                                           "icl": source["icl_score"], "score": "single index"}))
     if not loss_rows:
         st.info("No training records yet for the chosen runs.")
@@ -172,7 +172,7 @@ def curves_view(runs: list[Path]) -> None:
     except D.VIEW_ERRORS as err:
         st.warning(f"PCA unavailable: {err}")
         return
-    frames = [pd.DataFrame({"run": r.name, "PC1": p[:, 0], "PC2": p[:, 1] if p.shape[1] > 1 else 0.0,
+    frames = [pd.DataFrame({"run": D.run_label(r), "PC1": p[:, 0], "PC2": p[:, 1] if p.shape[1] > 1 else 0.0,
                             "tokens": D.analysis(r)["tokens"], "order": np.arange(len(p))})
               for r, p in zip(analysed, projected)]
     pca = alt.Chart(pd.concat(frames)).mark_line(point=True).encode(
@@ -189,18 +189,27 @@ def _open_head(layer: int, head: int) -> None:
     st.session_state["view"] = "Head detail"
 
 
+def _clicked_cell() -> None:
+    """on_select callback of the atlas grid: a clicked cell opens Head detail for that head.
+
+    A callback, because the view radio cannot be changed once it is drawn in this rerun."""
+    points = st.session_state["atlas_grid"].selection.get("pick") or []
+    if points:
+        _open_head(int(points[0]["layer"]), int(points[0]["head"]))
+
+
 def atlas_view(runs: list[Path]) -> None:
     st.header("Head atlas")
     run = _pick_run(runs, "atlas_run")
     an = D.analysis(run)
     if not D.has_analysis(an):
-        st.info(f"{run.name} has no analysis yet; run `interp analyze {run}` to fill the atlas.")
+        st.info(f"{D.run_label(run)} has no analysis yet; run `interp analyze {run}` to fill the atlas.")
         return
     available = {label: key for label, key in D.HEAD_SCORES.items() if key in an}
     label = st.selectbox("score", list(available), key="atlas_score")
     key = available[label]
     steps = [int(s) for s in an["step"]]
-    step = st.select_slider("checkpoint (step)", options=steps, value=steps[-1], key=f"atlas_step_{run.name}")
+    step = st.select_slider("checkpoint (step)", options=steps, value=steps[-1], key=f"atlas_step_{D.run_label(run)}")
     i = steps.index(step)
     values = np.asarray(an[key][i], dtype=float)
     n_layers, n_heads = values.shape
@@ -211,10 +220,14 @@ def atlas_view(runs: list[Path]) -> None:
                          "head": np.tile(np.arange(n_heads), n_layers), "value": values.ravel()})
     base = alt.Chart(grid).encode(x="head:O", y="layer:O")
     scheme = "redblue" if key == "ablation_icl_change" or key == "copying_ov" else "viridis"
-    heat = base.mark_rect().encode(color=alt.Color("value:Q", scale=alt.Scale(scheme=scheme)),
-                                   tooltip=["layer", "head", "value"])
+    pick = alt.selection_point(fields=["layer", "head"], name="pick", on="click")
+    heat = base.mark_rect(cursor="pointer").encode(
+        color=alt.Color("value:Q", scale=alt.Scale(scheme=scheme)),
+        tooltip=["layer", "head", "value"]).add_params(pick)
     text = base.mark_text(fontSize=11).encode(text=alt.Text("value:Q", format=".2f"))
-    st.altair_chart((heat + text).properties(height=min(60 * n_layers + 40, 500)), width="stretch")
+    st.caption("Click a cell to open that head's detail.")
+    st.altair_chart((heat + text).properties(height=min(60 * n_layers + 40, 500)), width="stretch",
+                    on_select=_clicked_cell, selection_mode="pick", key="atlas_grid")
 
     col1, col2 = st.columns([3, 1])
     chosen = col1.selectbox("head (layer.head)", heads, key="atlas_head",
@@ -231,7 +244,7 @@ def atlas_view(runs: list[Path]) -> None:
     lines = alt.Chart(traj).mark_line().encode(
         x=alt.X("tokens:Q", scale=alt.Scale(type="log")), y=alt.Y("value:Q", title=label),
         color="head:N", tooltip=["head", "tokens", "value"])
-    layer_w = _window_layer([{"run": run.name, "start": win[0], "end": win[1]}] if win else [])
+    layer_w = _window_layer([{"run": D.run_label(run), "start": win[0], "end": win[1]}] if win else [])
     st.subheader("Every head over training")
     st.altair_chart((layer_w + lines if layer_w is not None else lines).properties(height=320).interactive(),
                     width="stretch")
@@ -245,7 +258,7 @@ def head_view(runs: list[Path]) -> None:
     cfg = D.config(run)
     ckpts = D.checkpoints(run)
     if not ckpts:
-        st.info(f"{run.name} has no complete checkpoint yet.")
+        st.info(f"{D.run_label(run)} has no complete checkpoint yet.")
         return
     heads = [f"{l}.{h}" for l in range(cfg.model.n_layers) for h in range(cfg.model.n_heads)]
     current = st.session_state.get("head")
@@ -254,7 +267,7 @@ def head_view(runs: list[Path]) -> None:
     st.session_state["head"] = chosen
     layer, head = (int(x) for x in chosen.split("."))
     steps = [c.step for c in ckpts]
-    step = st.select_slider("checkpoint (step)", options=steps, value=steps[-1], key=f"detail_step_{run.name}")
+    step = st.select_slider("checkpoint (step)", options=steps, value=steps[-1], key=f"detail_step_{D.run_label(run)}")
     ckpt = ckpts[steps.index(step)]
 
     data = D.dataset(run)
@@ -263,7 +276,7 @@ def head_view(runs: list[Path]) -> None:
     bos_text = data.decode([data.bos_token_id]) if getattr(data, "bos_token_id", None) is not None else None
     if bos_text and default.startswith(bos_text):
         default = default[len(bos_text):].lstrip(" ")
-    text = st.text_area("text (default: a held-out sample)", value=default, key=f"detail_text_{run.name}")
+    text = st.text_area("text (default: a held-out sample)", value=default, key=f"detail_text_{D.run_label(run)}")
     ids = D.encode_text(data, text, cfg.model.n_ctx)
     if len(ids) < 2:
         st.info("Type at least one token.")
@@ -320,7 +333,7 @@ def tokens_view(runs: list[Path]) -> None:
     cfg = D.config(run)
     ckpts = D.checkpoints(run)
     if len(ckpts) < 2:
-        st.info(f"{run.name} needs at least two checkpoints.")
+        st.info(f"{D.run_label(run)} needs at least two checkpoints.")
         return
     steps = [c.step for c in ckpts]
     tokens = np.array(steps) * cfg.tokens_per_step
@@ -334,7 +347,7 @@ def tokens_view(runs: list[Path]) -> None:
                 "last checkpoints; choose others below.")
         before, after = steps[0], steps[-1]
     before, after = st.select_slider("before / after (step)", options=steps, value=(before, after),
-                                     key=f"tokens_steps_{run.name}")
+                                     key=f"tokens_steps_{D.run_label(run)}")
     sample = st.number_input("held-out sample", min_value=0, max_value=31, value=0, key="tokens_sample")
     ids = tuple(int(t) for t in D.heldout_tokens(str(run), 32)[int(sample)])
     paths = {c.step: str(c.path) for c in ckpts}
@@ -372,7 +385,7 @@ def _live_body(runs: list[Path]) -> None:
         except D.VIEW_ERRORS as err:
             _warn(run, err)
             continue
-        st.markdown(f"**{run.name}** — {status}, {len(ckpts)} checkpoints"
+        st.markdown(f"**{D.run_label(run)}** — {status}, {len(ckpts)} checkpoints"
                     f"{f', latest step {ckpts[-1].step}' if ckpts else ''}")
         if len(train.get("tokens", [])):
             st.line_chart(pd.DataFrame({"tokens": train["tokens"], "train loss": train["loss"]}),

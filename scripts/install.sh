@@ -26,6 +26,21 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 
 extras=""
-[ "${1:-}" = "--dev" ] && extras="[dev]"
+if [ "${1:-}" = "--dev" ]; then
+  extras="[dev]"
+  # The browser test drives Debian's chromium; install it where we may (root, or sudo
+  # without a password), else say how. tests/test_app_browser.py fails without it.
+  if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+    if $SUDO true 2>/dev/null; then
+      echo "installing Debian's chromium for the browser test"
+      $SUDO apt-get update -qq >/dev/null && \
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null || \
+        echo "warning: could not install chromium; the browser test will fail" >&2
+    else
+      echo "note: the browser test needs chromium: sudo apt-get install chromium" >&2
+    fi
+  fi
+fi
 pip install -q -e ".${extras}"
 .venv/bin/python -c "import interp, torch; print(f'interp installed in .venv (torch {torch.__version__})')"

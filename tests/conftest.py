@@ -39,3 +39,20 @@ def tiny_config(**sections) -> RunConfig:
     )
     return replace(base, **{name: replace(getattr(base, name), **values)
                             for name, values in sections.items()})
+
+
+def make_analysed_run(base, name: str = "tiny"):
+    """Train and analyse a tiny run under ``base/runs/name`` (token cache in ``base/cache``)."""
+    from interp.analysis import AnalysisConfig, analyze_run
+    from interp.train import train
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("INTERP_CACHE", str(base / "cache"))
+    try:
+        train(tiny_config(), base / "runs" / name, progress=False)
+        analyze_run(base / "runs" / name,
+                    AnalysisConfig(icl_examples=16, ablation_examples=8, pca_pairs=64, pattern_examples=8,
+                                   prefix_sequences=8, precision="fp32"), progress=False)
+    finally:
+        mp.undo()
+    return base / "runs"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_config
+from conftest import make_analysed_run
 
 streamlit = pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -17,20 +17,7 @@ APP = str(Path(__file__).resolve().parent.parent / "apps" / "workbench.py")
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    from interp.analysis import AnalysisConfig, analyze_run
-    from interp.train import train
-
-    base = tmp_path_factory.mktemp("app-runs")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("INTERP_CACHE", str(base / "cache"))
-    try:
-        train(tiny_config(), base / "runs" / "tiny", progress=False)
-        analyze_run(base / "runs" / "tiny",
-                    AnalysisConfig(icl_examples=16, ablation_examples=8, pca_pairs=64, pattern_examples=8,
-                                   prefix_sequences=8, precision="fp32"), progress=False)
-    finally:
-        mp.undo()
-    return base / "runs"
+    return make_analysed_run(tmp_path_factory.mktemp("app-runs"))
 
 
 def _app(monkeypatch, root: Path) -> AppTest:
