@@ -1,9 +1,10 @@
 """Cached loaders and small pure helpers for the workbench (the only place, with the views,
 that imports streamlit besides ``workbench.py``).
 
-Stored arrays are cached with ``st.cache_data`` keyed on (run directory, metrics.h5 mtime), so a
-rerun (moving a slider) never re-reads the file, and a new write (a live run) is picked up on
-the next rerun. Models are cached with ``st.cache_resource`` keyed on the checkpoint path.
+Stored arrays are cached with ``st.cache_resource`` keyed on (run directory, metrics.h5 mtime),
+so a rerun (moving a slider) never re-reads the file, and a new write (a live run) is picked up
+on the next rerun. ``cache_resource`` hands out the same arrays instead of unpickling a copy of
+megabytes at every call (``cache_data``); the views only read them. Models are cached with ``st.cache_resource`` keyed on the checkpoint path.
 """
 
 from __future__ import annotations
@@ -65,29 +66,25 @@ def metrics_mtime(run: str | Path) -> int:
 
 # --------------------------------------------------------------------------- cached readers
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_resource(show_spinner=False, max_entries=64)
 def _group(run: str, group: str, mtime: int) -> dict[str, Any]:
     if not mtime:
         return {}
     return store.series(Path(run), group)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_resource(show_spinner=False, max_entries=64)
 def _analysis(run: str, mtime: int) -> dict[str, Any]:
-    from interp.analysis import analysis_series
-
     if not mtime:
         return {}
-    return analysis_series(run)
+    return store.series_by_step(Path(run), "analysis")
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_resource(show_spinner=False, max_entries=64)
 def _phase(run: str, mtime: int) -> dict[str, Any]:
-    from interp.report import phase_attrs
-
     if not mtime:
         return {}
-    return phase_attrs(Path(run))
+    return store.attrs(Path(run), "phase")
 
 
 def group(run: str | Path, name: str) -> dict[str, Any]:
@@ -96,6 +93,29 @@ def group(run: str | Path, name: str) -> dict[str, Any]:
 
 def analysis(run: str | Path) -> dict[str, Any]:
     return _analysis(str(run), metrics_mtime(run))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _pca(runs: tuple[str, ...], mtimes: tuple[int, ...]) -> tuple[list[np.ndarray], np.ndarray]:
+    from interp.measures.pca import per_token_loss_pca
+
+    vectors = [np.nan_to_num(np.asarray(analysis(r)["per_token_loss"], dtype=float)) for r in runs]
+    return per_token_loss_pca(vectors)
+
+
+def pca(runs: list[Path]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Joint per-token-loss PCA of the runs: per run [checkpoint, component], explained share."""
+    return _pca(tuple(map(str, runs)), tuple(metrics_mtime(r) for r in runs))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _analysed_count(run: str, mtime: int) -> int:
+    return len(store.steps(Path(run), "analysis")) if mtime else 0
+
+
+def analysed_count(run: str | Path) -> int:
+    """Analysed checkpoints, from the step dataset alone (the runs table needs no more)."""
+    return _analysed_count(str(run), metrics_mtime(run))
 
 
 def has_analysis(rows: dict) -> bool:
@@ -108,7 +128,7 @@ def phase(run: str | Path) -> dict[str, Any]:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _config(run: str, mtime: int):
-    from interp.checkpoints import read_config
+    from interp.runs import read_config
 
     return read_config(Path(run))
 
@@ -123,7 +143,7 @@ def config(run: str | Path):
 
 
 def checkpoints(run: str | Path) -> list:
-    from interp.checkpoints import list_checkpoints
+    from interp.runs import list_checkpoints
 
     return list_checkpoints(Path(run))
 
@@ -246,6 +266,22 @@ def coloured_tokens_html(tokens: list[str], before: np.ndarray, after: np.ndarra
         spans.append(f'<span title="{html.escape(title)}" style="background:{loss_colour(d, scale)};'
                      f'white-space:pre-wrap;font-family:monospace;border-radius:2px">{text}</span>')
     return "<div style='line-height:1.8'>" + "".join(spans) + "</div>"
+
+
+def position_bins(loss_by_position: np.ndarray, max_bins: int = 64
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean loss over contiguous bins of token indices 1.. (index 0 has no loss).
+
+    [checkpoint, pos] -> bin starts [b], bin ends [b] (exclusive) and means [checkpoint, b].
+    Binning keeps the heatmap at <= ``max_bins`` columns: 76 x 255 SVG cells took seconds
+    to draw in the browser, 76 x 64 do not.
+    """
+    n = loss_by_position.shape[1]
+    width = max(1, -(-(n - 1) // max_bins))
+    starts = np.arange(1, n, width)
+    ends = np.minimum(starts + width, n)
+    means = np.stack([np.nanmean(loss_by_position[:, s:e], axis=1) for s, e in zip(starts, ends)], axis=1)
+    return starts, ends, means
 
 
 def nearest_index(values: np.ndarray, target: float) -> int:

@@ -48,11 +48,11 @@ def runs_view(all_runs: list[Path]) -> None:
     for run in all_runs:
         try:
             cfg = D.config(run)
-            from interp.checkpoints import read_run_info, run_status
+            from interp.runs import read_run_info, run_status
 
             info = read_run_info(run)
             ckpts = D.checkpoints(run)
-            an = D.analysis(run)
+            analysed = D.analysed_count(run)
             win = D.window(run)
             last_step = ckpts[-1].step if ckpts else 0
             rows.append({
@@ -65,14 +65,14 @@ def runs_view(all_runs: list[Path]) -> None:
                 "tokens": D.fmt_tokens(last_step * cfg.tokens_per_step),
                 "planned": D.fmt_tokens(cfg.train.steps * cfg.tokens_per_step),
                 "checkpoints": len(ckpts),
-                "analysed": len(an.get("step", [])),
+                "analysed": analysed,
                 "window": f"{D.fmt_tokens(win[0])}–{D.fmt_tokens(win[1])}" if win else "-",
                 "induction heads": D.induction_heads(run) or "-",
                 "device": info.get("device", "-"),
             })
             if not ckpts:
                 problems.append(f"{D.run_label(run)}: no complete checkpoint yet")
-            elif not D.has_analysis(an):
+            elif not analysed:
                 problems.append(f"{D.run_label(run)}: not analysed yet; run `interp analyze {run}`")
         except D.VIEW_ERRORS as err:
             problems.append(f"{D.run_label(run)}: {err}")
@@ -147,28 +147,26 @@ def curves_view(runs: list[Path]) -> None:
     if analysed:
         run = _pick_run(analysed, "heatmap_run")
         an = D.analysis(run)
-        lbp = np.asarray(an["loss_by_position"], dtype=float)
-        a, n = lbp.shape
-        idx = np.arange(1, n)
-        df = pd.DataFrame({"checkpoint": np.repeat(np.arange(a), n - 1),
-                           "tokens": np.repeat(an["tokens"], n - 1),
-                           "token index": np.tile(idx, a), "loss": lbp[:, 1:].ravel()})
+        starts, ends, binned = D.position_bins(np.asarray(an["loss_by_position"], dtype=float))
+        a, b = binned.shape
+        df = pd.DataFrame({"checkpoint": np.repeat(np.arange(a), b), "tokens": np.repeat(an["tokens"], b),
+                           "from index": np.tile(starts, a), "to index": np.tile(ends, a),
+                           "loss": binned.ravel()})
         heat = alt.Chart(df).mark_rect().encode(
-            x=alt.X("token index:O", axis=alt.Axis(labelOverlap=True)),
+            x=alt.X("from index:Q", title="token index"), x2="to index:Q",
             y=alt.Y("checkpoint:O", sort="descending", axis=alt.Axis(labelOverlap=True)),
             color=alt.Color("loss:Q", scale=alt.Scale(scheme="viridis")),
-            tooltip=["tokens", "token index", "loss"]).properties(height=320)
+            tooltip=["tokens", "from index", "to index", "loss"]).properties(height=320)
         st.altair_chart(heat, width="stretch")
+        if ends[0] - starts[0] > 1:
+            st.caption(f"Mean loss over bins of {ends[0] - starts[0]} token indices (one row per checkpoint).")
     else:
         st.info("The loss-by-index heatmap and the PCA need analysed runs (`interp analyze RUN`).")
         return
 
     st.subheader("Per-token-loss PCA")
     try:
-        from interp.measures.pca import per_token_loss_pca
-
-        vectors = [np.nan_to_num(np.asarray(D.analysis(r)["per_token_loss"], dtype=float)) for r in analysed]
-        projected, explained = per_token_loss_pca(vectors)
+        projected, explained = D.pca(analysed)
     except D.VIEW_ERRORS as err:
         st.warning(f"PCA unavailable: {err}")
         return
@@ -375,7 +373,7 @@ def tokens_view(runs: list[Path]) -> None:
 # --------------------------------------------------------------------------- Live
 
 def _live_body(runs: list[Path]) -> None:
-    from interp.checkpoints import run_status
+    from interp.runs import run_status
 
     for run in runs:
         try:

@@ -123,8 +123,7 @@ def analyze_checkpoint(model, probes: Probes, config: AnalysisConfig) -> dict[st
 def analyzed_steps(run_dir: Path) -> set[int]:
     """Steps already in the analysis group (reads that one dataset, not the whole group)."""
     try:
-        with store.read(run_dir) as handle:
-            return {int(s) for s in handle[GROUP]["step"][()]} if GROUP in handle else set()
+        return {int(s) for s in store.steps(Path(run_dir), GROUP)}
     except store.StoreError:
         return set()
 
@@ -197,11 +196,7 @@ def drop_analysis(run_dir: str | Path) -> None:
 
 def analysis_series(run_dir: str | Path) -> dict[str, np.ndarray]:
     """The ``analysis`` group sorted by step (rows may be appended out of order)."""
-    rows = store.series(run_dir, GROUP)
-    if not len(rows.get("step", [])):
-        return rows
-    order = np.argsort(rows["step"])
-    return {k: (v[order] if k != "attrs" else v) for k, v in rows.items()}
+    return store.series_by_step(Path(run_dir), GROUP)
 
 
 def update_phase(run_dir: str | Path) -> dict[str, Any]:

@@ -23,10 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
-import socket
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,13 +35,11 @@ from safetensors.torch import load_file, save_file
 from interp.config import RunConfig, TrainConfig
 from interp.errors import CheckpointError, InterpError
 from interp.model import Transformer
+from interp.runs import (CHECKPOINT_PATTERN, Checkpoint, checkpoint_name, list_checkpoints,  # noqa: F401
+                         read_config, read_run_info, run_status, update_run_info, write_json_atomic)
+from interp.runs import fsync_file as _fsync_file
 
-CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
 FILES = ("model.safetensors", "trainer.safetensors", "trainer.json")
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step_{step:06d}"
 
 
 # --------------------------------------------------------------------------- schedule
@@ -62,76 +57,6 @@ def checkpoint_schedule(train: TrainConfig) -> list[int]:
     linear_steps = np.linspace(0, train.steps, train.linear_checkpoints + 1)
     steps = {0, train.steps, *(int(round(s)) for s in log_steps), *(int(round(s)) for s in linear_steps)}
     return sorted(s for s in steps if 0 <= s <= train.steps)
-
-
-# --------------------------------------------------------------------------- run directory
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """One complete checkpoint directory."""
-
-    path: Path
-    step: int
-
-
-def list_checkpoints(run_dir: Path) -> list[Checkpoint]:
-    """Complete checkpoints (those with a manifest), sorted by step."""
-    found = []
-    for child in Path(run_dir).iterdir() if Path(run_dir).is_dir() else []:
-        match = CHECKPOINT_PATTERN.match(child.name)
-        if match and (child / "manifest.json").is_file():
-            found.append(Checkpoint(child, int(match.group(1))))
-    return sorted(found, key=lambda c: c.step)
-
-
-def read_config(run_dir: Path) -> RunConfig:
-    """The run's config, with a one-line error for a missing or foreign directory."""
-    path = Path(run_dir) / "config.json"
-    if not Path(run_dir).is_dir():
-        raise CheckpointError(f"run directory '{run_dir}' does not exist; "
-                              f"list runs with 'interp runs' or pass a path under checkpoints/")
-    if not path.is_file():
-        raise CheckpointError(f"'{run_dir}' has no config.json, so it is not an interp run directory")
-    try:
-        return RunConfig.from_json(path.read_text())
-    except (json.JSONDecodeError, InterpError) as err:
-        raise CheckpointError(f"{path} cannot be read ({err}); the run directory is damaged") from None
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    _fsync_file(tmp)
-    os.replace(tmp, path)
-
-
-def read_run_info(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "run.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def update_run_info(run_dir: Path, **fields: Any) -> None:
-    info = read_run_info(run_dir)
-    info.update(fields, updated=time.time())
-    write_json_atomic(Path(run_dir) / "run.json", info)
-
-
-def run_status(run_dir: Path) -> str:
-    """``training`` (its process is alive), ``finished``, ``failed`` or ``interrupted``."""
-    info = read_run_info(run_dir)
-    status = info.get("status", "unknown")
-    if status == "training" and info.get("host") == socket.gethostname():
-        if not _pid_alive(info.get("pid", -1)):
-            return "interrupted"
-    return status
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------- saving
@@ -288,10 +213,6 @@ def _sha256(path: Path) -> str:
             digest.update(block)
     return digest.hexdigest()
 
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
 
 
 def _fsync_dir(path: Path) -> None:

@@ -30,8 +30,7 @@ LAYER_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
 
 
 def phase_attrs(run_dir: Path) -> dict[str, Any]:
-    with store.read(run_dir) as handle:
-        return dict(handle["phase"].attrs) if "phase" in handle else {}
+    return store.attrs(Path(run_dir), "phase")
 
 
 def _rows(run_dir: Path) -> dict[str, np.ndarray]:

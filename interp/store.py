@@ -135,3 +135,24 @@ def series(run_dir: Path, group: str) -> dict[str, np.ndarray]:
                                if isinstance(ds, h5py.Dataset)}
         out["attrs"] = dict(handle[group].attrs)
         return out
+
+
+def series_by_step(run_dir: Path, group: str) -> dict[str, np.ndarray]:
+    """:func:`series` with rows sorted by ``step`` (rows may be appended out of order)."""
+    rows = series(run_dir, group)
+    if not len(rows.get("step", [])):
+        return rows
+    order = np.argsort(rows["step"])
+    return {k: (v[order] if k != "attrs" else v) for k, v in rows.items()}
+
+
+def attrs(run_dir: Path, group: str) -> dict[str, Any]:
+    """The attributes of ``group`` ({} if the group does not exist yet)."""
+    with read(run_dir) as handle:
+        return dict(handle[group].attrs) if group in handle else {}
+
+
+def steps(run_dir: Path, group: str) -> np.ndarray:
+    """Only the ``step`` dataset of ``group`` (cheap: not the arrays of every row)."""
+    with read(run_dir) as handle:
+        return handle[group]["step"][()] if group in handle and "step" in handle[group] else np.zeros(0, int)

@@ -14,69 +14,35 @@ fails the test rather than skipping it, so CI cannot pass without running it.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conftest import make_analysed_run
 
-APP = Path(__file__).resolve().parent.parent / "apps" / "workbench.py"
-# Chromium on a machine without internet: no background connections, no sandbox (root in CI).
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def chromium_path() -> str:
-    path = os.environ.get("INTERP_CHROMIUM") or shutil.which("chromium")
-    if not path:
-        pytest.fail("the browser test needs Debian's chromium: run 'scripts/install.sh --dev' as root, "
-                    "or 'apt-get install chromium', or set INTERP_CHROMIUM to a Chromium binary")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "apps"))
+from serve import CHROMIUM_ARGS, chromium_path, start_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = make_analysed_run(tmp_path_factory.mktemp("browser-runs"))
-    port = free_port()
-    env = dict(os.environ, INTERP_CACHE=str(root.parent / "cache"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false", "--", str(root)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_app(root, env=dict(os.environ, INTERP_CACHE=str(root.parent / "cache")))
     try:
-        _wait_healthy(url, proc)
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=20)
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited: {proc.stdout.read().decode()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError("streamlit did not become healthy in 60 s")
+def browser_path() -> str:
+    path = chromium_path()
+    if not path:
+        pytest.fail("the browser test needs Debian's chromium: run 'scripts/install.sh --dev' as root, "
+                    "or 'apt-get install chromium', or set INTERP_CHROMIUM to a Chromium binary")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +50,7 @@ def page(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=browser_path(), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
         page.goto(server)

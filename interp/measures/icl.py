@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from jaxtyping import Float, Int
-from torch import Tensor
+
+if TYPE_CHECKING:  # torch is imported where losses are computed, so the index helpers and
+    from torch import Tensor  # the band score load without it (the workbench's curves view)
 
 PAPER_CONTEXT, PAPER_LATE, PAPER_EARLY = 512, 500, 50
 
@@ -31,10 +34,18 @@ def icl_indices(n_ctx: int) -> tuple[int, int]:
     return late, early
 
 
-@torch.no_grad()
 def per_token_losses(model, tokens: Int[Tensor, "batch pos"], batch_size: int = 64
                      ) -> Float[Tensor, "batch pos"]:
     """Loss at every token index [batch, pos]; column 0 is NaN (nothing predicts the first token)."""
+    import torch
+
+    with torch.no_grad():
+        return _per_token_losses(model, tokens, batch_size)
+
+
+def _per_token_losses(model, tokens, batch_size: int):
+    import torch
+
     chunks = []
     for start in range(0, tokens.shape[0], batch_size):
         chunk = tokens[start:start + batch_size].to(_device(model))

@@ -1,0 +1,131 @@
+"""Workbench speed in a real headless browser (Debian's chromium driven by playwright).
+
+Measures, on a run with 60+ analysed checkpoints:
+1. open -> Training curves drawn: from loading the page to every chart of the Training-curves
+   view drawn, on a freshly started server (cold caches) and again on a reload (warm);
+   target < 3 s;
+2. atlas redraw: from a slider move (one key press) to the head atlas showing the new step
+   with its grid redrawn, median over ``--moves`` moves; target < 0.5 s.
+As a reference in the same run it times a bare Streamlit page that draws one Altair chart,
+and prints each figure as a ratio to it (what the workbench adds to Streamlit's own cost).
+
+    python benchmarks/bench_app.py [RUN] [--moves 10]
+
+RUN defaults to checkpoints/default (``interp quickstart`` makes it, 76 checkpoints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps"))
+
+from serve import CHROMIUM_ARGS, chromium_path, start_app  # noqa: E402
+
+REFERENCE_APP = '''
+import altair as alt, numpy as np, pandas as pd, streamlit as st
+st.header("Reference")
+df = pd.DataFrame({"x": np.arange(200), "y": np.random.default_rng(0).normal(size=200).cumsum()})
+st.altair_chart(alt.Chart(df).mark_line().encode(x="x", y="y"), width="stretch")
+'''
+
+# Every vega chart on the page has drawn its marks (SVG paths or a painted canvas).
+CHARTS_DRAWN = """(n) => {
+    const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
+    if (charts.length < n) return false;
+    const running = document.querySelector('[data-testid="stStatusWidget"]');
+    if (running && running.innerText.includes('Running')) return false;
+    return charts.every(c => c.querySelector('svg.marks path, canvas.marks')); }"""
+
+
+def open_and_draw(page, url: str, view: str | None, charts: int) -> float:
+    """Seconds from navigation to ``charts`` drawn charts in ``view`` (None: the first page)."""
+    start = time.perf_counter()
+    page.goto(url)
+    if view:
+        label = page.locator("section[data-testid='stSidebar'] label").filter(has_text=view).first
+        label.click()
+    page.wait_for_function(CHARTS_DRAWN, arg=charts, polling=10)
+    return time.perf_counter() - start
+
+
+def atlas_moves(page, moves: int) -> list[float]:
+    """Seconds from one ArrowLeft on the atlas slider to the new step's caption and grid."""
+    page.locator("section[data-testid='stSidebar'] label").filter(has_text="Head atlas").first.click()
+    caption = page.get_by_text("induction heads found").first
+    caption.wait_for()
+    page.wait_for_function(CHARTS_DRAWN, arg=2, polling=10)
+    slider = page.get_by_role("slider").first
+    times = []
+    for _ in range(moves):
+        before = caption.inner_text()
+        cells = page.locator('[data-testid="stVegaLiteChart"]').first.inner_html()
+        start = time.perf_counter()
+        slider.focus()
+        slider.press("ArrowLeft")
+        page.wait_for_function(
+            """([before, cells]) => {
+                const cap = [...document.querySelectorAll('p')].find(p => p.innerText.includes('induction heads found'));
+                const grid = document.querySelector('[data-testid="stVegaLiteChart"]');
+                return cap && cap.innerText !== before && grid && grid.innerHTML !== cells
+                       && grid.querySelector('svg.marks path, canvas.marks'); }""",
+            arg=[before, cells], polling=5)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", nargs="?", type=Path, default=Path("checkpoints/default"))
+    parser.add_argument("--moves", type=int, default=10)
+    args = parser.parse_args()
+    browser_binary = chromium_path()
+    if not browser_binary:
+        print("bench_app: needs chromium (apt-get install chromium) or INTERP_CHROMIUM", file=sys.stderr)
+        return 2
+    if not (args.run / "metrics.h5").exists():
+        print(f"bench_app: {args.run} is not an analysed run; make one with 'interp quickstart'", file=sys.stderr)
+        return 2
+    from playwright.sync_api import sync_playwright
+
+    from interp.analysis import analyzed_steps
+
+    print(f"run {args.run}: {len(analyzed_steps(args.run))} analysed checkpoints")
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
+        reference_script = Path(tmp) / "reference.py"
+        reference_script.write_text(REFERENCE_APP)
+        browser = pw.chromium.launch(executable_path=browser_binary, args=CHROMIUM_ARGS)
+        figures = {}
+        proc, url = start_app(args.run, script=reference_script)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            figures["reference cold"] = open_and_draw(page, url, None, 1)
+            figures["reference warm"] = open_and_draw(page, url, None, 1)
+        finally:
+            proc.terminate()
+        proc, url = start_app(args.run)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            figures["curves cold"] = open_and_draw(page, url, "Training curves", 4)
+            figures["curves warm"] = open_and_draw(page, url, "Training curves", 4)
+            moves = atlas_moves(page, args.moves)
+        finally:
+            proc.terminate()
+        browser.close()
+    for kind in ("cold", "warm"):
+        ratio = figures[f"curves {kind}"] / figures[f"reference {kind}"]
+        print(f"open -> Training curves drawn ({kind}): {figures[f'curves {kind}']:.2f} s "
+              f"(target < 3 s); reference page {figures[f'reference {kind}']:.2f} s; ratio {ratio:.2f}")
+    print(f"atlas redraw after a slider move: median {statistics.median(moves):.3f} s, "
+          f"max {max(moves):.3f} s over {len(moves)} moves (target < 0.5 s); "
+          f"ratio to the warm reference page {statistics.median(moves) / figures['reference warm']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""The run directory's files that need no torch: config, run info, status, checkpoint list.
+
+Split from :mod:`interp.checkpoints` so that what only reads a run (the workbench's runs
+table and curves, ``interp runs``, the sweep planner) starts without importing torch or
+TransformerLens. :mod:`interp.checkpoints` re-exports everything here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from interp.config import RunConfig
+from interp.errors import CheckpointError, InterpError
+
+CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One complete checkpoint directory."""
+
+    path: Path
+    step: int
+
+
+def list_checkpoints(run_dir: Path) -> list[Checkpoint]:
+    """Complete checkpoints (those with a manifest), sorted by step."""
+    found = []
+    for child in Path(run_dir).iterdir() if Path(run_dir).is_dir() else []:
+        match = CHECKPOINT_PATTERN.match(child.name)
+        if match and (child / "manifest.json").is_file():
+            found.append(Checkpoint(child, int(match.group(1))))
+    return sorted(found, key=lambda c: c.step)
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    """The run's config, with a one-line error for a missing or foreign directory."""
+    path = Path(run_dir) / "config.json"
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"run directory '{run_dir}' does not exist; "
+                              f"list runs with 'interp runs' or pass a path under checkpoints/")
+    if not path.is_file():
+        raise CheckpointError(f"'{run_dir}' has no config.json, so it is not an interp run directory")
+    try:
+        return RunConfig.from_json(path.read_text())
+    except (json.JSONDecodeError, InterpError) as err:
+        raise CheckpointError(f"{path} cannot be read ({err}); the run directory is damaged") from None
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    fsync_file(tmp)
+    os.replace(tmp, path)
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "run.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def update_run_info(run_dir: Path, **fields: Any) -> None:
+    info = read_run_info(run_dir)
+    info.update(fields, updated=time.time())
+    write_json_atomic(Path(run_dir) / "run.json", info)
+
+
+def run_status(run_dir: Path) -> str:
+    """``training`` (its process is alive), ``finished``, ``failed`` or ``interrupted``."""
+    info = read_run_info(run_dir)
+    status = info.get("status", "unknown")
+    if status == "training" and info.get("host") == socket.gethostname():
+        if not _pid_alive(info.get("pid", -1)):
+            return "interrupted"
+    return status
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
