@@ -232,3 +232,31 @@ def test_measures_run_on_transformer_bridge(bridge):
         reference = getattr(reference, "scores", reference)
         assert torch.allclose(s[0, :, 1], reference[0, :, 1].float().cpu(), atol=1e-4)
         assert 0.5 * base[kind] < s[0, :, 1].mean() < 2 * base[kind]
+
+
+def test_repeat_losses__second_repeat_is_free_for_an_induction_head(induction_model):
+    from interp.measures.heads import RepeatedTokens, repeat_losses
+
+    V, L = induction_model.cfg.d_vocab, 11
+    probe = RepeatedTokens(repeated_sequence(V, L, batch=8), seq_len=L, repeats=2, offset=1)
+    first, second = repeat_losses(induction_model, probe).tolist()
+    assert first > 1.0 and second < 1e-3  # the hand-built head copies every second-repeat token
+
+
+def test_losses_without_heads__removing_the_induction_head_removes_in_context_prediction(induction_model):
+    from interp.measures.ablation import losses_without_heads
+    from interp.measures.icl import per_token_losses
+
+    V, L = induction_model.cfg.d_vocab, 11
+    tokens = repeated_sequence(V, L, batch=8)
+    clean = per_token_losses(induction_model, tokens)
+    assert torch.allclose(losses_without_heads(induction_model, tokens, []), clean, equal_nan=True)
+    # The zero-output head 1.1 changes nothing. Nor does the previous-token head 0.0: the
+    # patterns are frozen, so 1.0 still attends where it did, and its values read TOK, not PREV.
+    assert torch.allclose(losses_without_heads(induction_model, tokens, [(1, 1)]), clean, equal_nan=True)
+    assert torch.allclose(losses_without_heads(induction_model, tokens, [(0, 0)]), clean, equal_nan=True)
+    second = slice(L + 2, 2 * L + 1)
+    without = losses_without_heads(induction_model, tokens, [(1, 0)])
+    assert clean[:, second].mean() < 1e-3 and without[:, second].mean() > 1.0
+    both = losses_without_heads(induction_model, tokens, [(1, 0), (1, 1), (0, 1)])
+    assert torch.allclose(both, without, equal_nan=True)

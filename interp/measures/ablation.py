@@ -55,6 +55,34 @@ def ablated_losses(model, tokens: Int[Tensor, "batch pos"], batch_size: int = 64
     return out
 
 
+@torch.no_grad()
+def losses_without_heads(model, tokens: Int[Tensor, "batch pos"], heads: list[tuple[int, int]],
+                         batch_size: int = 64) -> Float[Tensor, "batch pos"]:
+    """Per-token losses with every (layer, head) in ``heads`` zeroed at once, patterns frozen.
+
+    The joint version of :func:`ablated_losses`: how much of the ICL score a set of heads
+    (say, the induction heads) accounts for together, not one at a time.
+    """
+    out = []
+    for start in range(0, tokens.shape[0], batch_size):
+        chunk = tokens[start:start + batch_size].to(_device(model))
+        hooks = _freeze_hooks(attention_patterns(model, chunk))
+        for layer in sorted({layer for layer, _ in heads}):
+            hooks.append((f"blocks.{layer}.attn.hook_z",
+                          _zero_heads([h for l, h in heads if l == layer])))
+        with model.hooks(fwd_hooks=hooks):
+            out.append(per_token_losses(model, chunk, batch_size=chunk.shape[0]))
+    return torch.cat(out)
+
+
+def _zero_heads(heads: list[int]):
+    def hook(z: Tensor, hook) -> Tensor:
+        z = z.clone()
+        z[:, :, heads] = 0
+        return z
+    return hook
+
+
 def ablation_effects(clean: Float[Tensor, "batch pos"], ablated: Float[Tensor, "layer head batch pos"],
                      late: int, early: int) -> Float[Tensor, "layer head"]:
     """Change in ICL score when each head is ablated: ICL(ablated) - ICL(clean).

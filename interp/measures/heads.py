@@ -142,3 +142,21 @@ def prefix_matching(model, probe: RepeatedTokens) -> Float[Tensor, "layer head"]
     """Prefix-matching score of every head on a :func:`repeated_token_probe`."""
     patterns = attention_patterns(model, probe.tokens)
     return prefix_matching_score(patterns, probe.seq_len, probe.repeats, probe.offset)
+
+
+@torch.no_grad()
+def repeat_losses(model, probe: RepeatedTokens) -> Float[Tensor, "repeats"]:
+    """Mean loss on each repeat of a :func:`repeated_token_probe` (Olsson et al. 2022, argument 4).
+
+    loss[r] = mean over sequences and over the positions 1 .. seq_len-1 of repeat r of the
+    cross-entropy of that token. The first token of each repeat is left out: it follows the
+    previous repeat's last token, which it has followed at most once before. On random tokens
+    the first repeat is unpredictable (about log of the pool size); an induction head
+    predicts every later repeat from the first.
+    """
+    from interp.measures.icl import per_token_losses
+
+    losses = per_token_losses(model, probe.tokens)  # [batch, pos]; index t predicts token t
+    body = losses[:, probe.offset:probe.offset + probe.seq_len * probe.repeats]
+    body = body.reshape(len(body), probe.repeats, probe.seq_len)[:, :, 1:]
+    return body.mean(dim=(0, 2))
