@@ -42,9 +42,13 @@ def main() -> None:
     runs = [r for r in sweep_runs(args, "cooccurrence")["cooccurrence"] if r.config.model.attn_only]
     runs.sort(key=lambda r: (r.config.model.n_layers, r.seed))
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.6 * len(runs), 3.6), sharey=True, squeeze=False)
+    cols = min(3, len(runs))
+    fig, axes = plt.subplots(-(-len(runs) // cols), cols, figsize=(4.2 * cols, 3.4 * -(-len(runs) // cols)),
+                             sharey=True, squeeze=False)
     rows = []
-    for ax, run in zip(axes[0], runs):
+    # one row per seed, one column per model
+    ordered = sorted(runs, key=lambda r: (r.seed, r.config.model.n_layers))
+    for ax, run in zip(axes.ravel(), ordered):
         xs, losses, pool = repeat_curves(run)
         keep = xs > 0
         for r in range(losses.shape[1]):
@@ -63,9 +67,11 @@ def main() -> None:
                      f"{losses[-1, 0]:.2f} / {losses[-1, 1]:.2f}", f"{losses[-1, 0] - losses[-1, 1]:+.2f}",
                      f"{math.log(pool):.2f}"])
         print(f"{run.path.name}: end first {losses[-1, 0]:.3f} second {losses[-1, 1]:.3f}")
-    axes[0, 0].set_ylabel("loss (nats)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("loss (nats)")
     axes[0, 0].legend(fontsize=7)
     save(fig, args.results / "repeats.png")
+    rows.sort(key=lambda row: (row[0], row[1]))
     lines = ["Loss on the first and second repeat of random token sequences (positions 2..L of each "
              "repeat; the probe is the analysis' repeated-token probe).", ""]
     lines += table(["model", "seed", "window", "first / second repeat at the window start",

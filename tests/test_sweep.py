@@ -79,7 +79,15 @@ def test_toml_sweeps_read_the_same(tmp_path):
     ("preset: markov\ngirds:\n  n_layers: [1]\n", "line 2: unknown sweep key 'girds'"),
     ("preset: markov\nconfig:\n  train.steps: many\ngrid:\n  n_layers: [1]\n", "line 3: 'train.steps' = 'many'"),
     ("preset: markov\n", "the sweep has no 'grid'"),
+    # fields checked together: a source that needs a path, given none
+    ("preset: default\nconfig:\n  train.steps: 10\n  data.source: hf\ngrid:\n  n_layers: [1]\n",
+     "line 4: 'data.source' = 'hf': data.source=hf needs data.path"),
 ])
+
+
+def test_fields_that_depend_on_each_other_are_checked_together(tmp_path):
+    text = "preset: default\nconfig:\n  data.source: jsonl\n  data.path: x.jsonl\ngrid:\n  n_layers: [1]\n"
+    assert load_sweep(write(tmp_path, text)).runs[0].config.data.path == "x.jsonl"
 def test_bad_sweep_files_are_refused_naming_the_line(tmp_path, text, expected):
     with pytest.raises(ConfigError, match=None) as err:
         load_sweep(write(tmp_path, text))

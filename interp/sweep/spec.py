@@ -103,10 +103,31 @@ def _mapping(value: Any, key: str, where: "_Locator") -> dict[str, Any]:
 
 
 def _apply(base: RunConfig, values: dict[str, Any], where: "_Locator") -> RunConfig:
-    """Merge dotted overrides one key at a time, so an error names its own line."""
+    """Merge dotted overrides together (fields may depend on each other, such as data.source
+    and data.path); on an error, name the line of the key it is about."""
+    nested: dict[str, dict[str, Any]] = {}
     for key, value in values.items():
-        base = _merge_one(base, key, value, where)
-    return base
+        try:
+            section, name = resolve_key(key)
+        except ConfigError as err:
+            raise where.error(key, f"'{key}' = {value!r}: {err}", value) from None
+        nested.setdefault(section, {})[name] = value
+    try:
+        return merge(base, nested)
+    except ConfigError as err:
+        culprit = _culprit(base, values, str(err))
+        raise where.error(culprit, f"'{culprit}' = {values[culprit]!r}: {err}", values[culprit]) from None
+
+
+def _culprit(base: RunConfig, values: dict[str, Any], message: str) -> str:
+    """The key an error is about: the first one that fails alone, else the first it names."""
+    for key, value in values.items():
+        try:
+            _merge_one(base, key, value, _Locator(Path(), ""))
+        except ConfigError:
+            return key
+    named = [k for k in values if k in message or k.rpartition(".")[2] in message]
+    return named[0] if named else next(iter(values))
 
 
 def _merge_one(base: RunConfig, key: str, value: Any, where: "_Locator") -> RunConfig:
