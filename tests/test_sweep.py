@@ -84,15 +84,16 @@ def test_toml_sweeps_read_the_same(tmp_path):
      "line 4: 'data.source' = 'hf': data.source=hf needs data.path"),
 ])
 
-
-def test_fields_that_depend_on_each_other_are_checked_together(tmp_path):
-    text = "preset: default\nconfig:\n  data.source: jsonl\n  data.path: x.jsonl\ngrid:\n  n_layers: [1]\n"
-    assert load_sweep(write(tmp_path, text)).runs[0].config.data.path == "x.jsonl"
 def test_bad_sweep_files_are_refused_naming_the_line(tmp_path, text, expected):
     with pytest.raises(ConfigError, match=None) as err:
         load_sweep(write(tmp_path, text))
     assert expected in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_fields_that_depend_on_each_other_are_checked_together(tmp_path):
+    text = "preset: default\nconfig:\n  data.source: jsonl\n  data.path: x.jsonl\ngrid:\n  n_layers: [1]\n"
+    assert load_sweep(write(tmp_path, text)).runs[0].config.data.path == "x.jsonl"
 
 
 def test_cli_refuses_a_bad_sweep_in_one_line_before_starting(tmp_path):
