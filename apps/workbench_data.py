@@ -196,6 +196,14 @@ def token_losses(run: str, checkpoint_path: str, tokens: tuple[int, ...]) -> np.
         return per_token_losses(model(checkpoint_path), torch.tensor([list(tokens)]))[0].numpy()
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def eigenvalues(checkpoint_path: str, layer: int, head: int) -> dict[str, np.ndarray]:
+    """The head's OV and token-QK circuit eigenvalues at a checkpoint (complex, largest first)."""
+    from interp.measures.circuits import circuit_eigenvalues
+
+    return {k: v.numpy() for k, v in circuit_eigenvalues(model(checkpoint_path), layer, head).items()}
+
+
 # --------------------------------------------------------------------------- pure helpers
 
 def fmt_tokens(value: Any) -> str:

@@ -310,6 +310,7 @@ def head_view(runs: list[Path]) -> None:
     emp = an.get("copying_empirical")
     c1.metric("OV copying score", f"{float(ov[a, layer, head]):.3f}" if ov is not None else "-")
     c2.metric("empirical copying", f"{float(emp[a, layer, head]):.3f}" if emp is not None else "-")
+    _eigen_summary(str(ckpt.path), layer, head, step)
     if layer == 0:
         st.info("Layer 0 heads have no earlier heads to compose with.")
         return
@@ -321,6 +322,22 @@ def head_view(runs: list[Path]) -> None:
                             for kind in ("k", "q", "v") if f"composition_{kind}" in an}})
     st.subheader("Composition with earlier heads")
     st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+
+def _eigen_summary(checkpoint: str, layer: int, head: int, step: int) -> None:
+    """OV and QK eigenvalue scores, and the top eigenvalues, of the head at the slider's step."""
+    from interp.measures.circuits import eigen_score
+
+    eig = D.eigenvalues(checkpoint, layer, head)
+    st.subheader(f"OV / QK eigenvalues at step {step}")
+    c1, c2 = st.columns(2)
+    c1.metric("OV circuit: Re(sum λ) / sum |λ|", f"{eigen_score(eig['ov']):+.3f}",
+              help="positive: the head raises the logits of the tokens it attends to (copying)")
+    c2.metric("token QK circuit: Re(sum λ) / sum |λ|", f"{eigen_score(eig['qk']):+.3f}",
+              help="positive: a token attends to earlier copies of itself")
+    top = pd.DataFrame([{"circuit": name.upper(), "rank": i + 1, "real": float(v.real), "imag": float(v.imag),
+                         "|λ|": float(abs(v))} for name, values in eig.items() for i, v in enumerate(values[:8])])
+    st.dataframe(top, hide_index=True)
 
 
 # --------------------------------------------------------------------------- Tokens

@@ -62,6 +62,9 @@ def test_head_atlas_and_detail(monkeypatch, root):
     assert at.sidebar.radio(key="view").value == "Head detail"
     assert at.selectbox(key="detail_head_select").value == "1.1"
     assert at.dataframe  # composition with earlier heads
+    labels = [m.label for m in at.metric]
+    assert any(label.startswith("OV circuit") for label in labels)
+    assert any(label.startswith("token QK circuit") for label in labels)
     at.select_slider[0].set_value(int(at.select_slider[0].options[1])).run()
     assert not at.exception
 

@@ -260,3 +260,16 @@ def test_losses_without_heads__removing_the_induction_head_removes_in_context_pr
     assert clean[:, second].mean() < 1e-3 and without[:, second].mean() > 1.0
     both = losses_without_heads(induction_model, tokens, [(1, 0), (1, 1), (0, 1)])
     assert torch.allclose(both, without, equal_nan=True)
+
+
+def test_circuit_eigenvalues__ov_matches_the_copying_score_and_qk_reads_tokens(induction_model):
+    from interp.measures.circuits import circuit_eigenvalues, eigen_score, ov_copying_score
+
+    scores = ov_copying_score(induction_model)
+    for layer, head in ((0, 0), (1, 0)):
+        eig = circuit_eigenvalues(induction_model, layer, head)
+        assert eigen_score(eig["ov"]) == pytest.approx(float(scores[layer, head]), abs=1e-5)
+        assert (eig["ov"].abs()[:-1] >= eig["ov"].abs()[1:]).all()  # sorted, largest first
+    # head 0.0's QK reads only positions, so its token QK circuit is zero; a zero head scores 0
+    assert float(circuit_eigenvalues(induction_model, 0, 0)["qk"].abs().max()) < 1e-9
+    assert eigen_score(circuit_eigenvalues(induction_model, 1, 1)["ov"]) == 0.0

@@ -125,6 +125,33 @@ def ov_copying_score(model) -> Float[Tensor, "layer head"]:
 
 
 @torch.no_grad()
+def circuit_eigenvalues(model, layer: int, head: int) -> dict[str, Tensor]:
+    """Nonzero eigenvalues of one head's full OV and token QK circuits, largest |lambda| first.
+
+    OV: ``W_E W_V W_O W_U`` [vocab, vocab] (as :func:`ov_copying_score`); positive real parts
+    mean the head raises the logits of the tokens it attends to.
+    QK: ``W_E W_Q W_K^T W_E^T`` [vocab, vocab], the token part of the attention score (query
+    token x key token); positive real parts mean a token attends to copies of itself.
+    Both come from their d_head x d_head reverse products (the other eigenvalues are 0), in
+    float64 from raw weights, no LayerNorm folded in. Returns complex tensors [d_head].
+    """
+    w = _weights(model)
+    ov = w.W_O[layer, head] @ (w.W_U @ w.W_E) @ w.W_V[layer, head]
+    qk = w.W_K[layer, head].T @ (w.W_E.T @ w.W_E) @ w.W_Q[layer, head]
+    out = {}
+    for name, small in (("ov", ov), ("qk", qk)):
+        eig = torch.linalg.eigvals(small)
+        out[name] = eig[eig.abs().argsort(descending=True)]
+    return out
+
+
+def eigen_score(eigenvalues) -> float:
+    """Re(sum lambda) / sum |lambda| in [-1, 1] (0 for a zero circuit)."""
+    total = float(abs(eigenvalues).sum())  # torch or numpy
+    return float(eigenvalues.sum().real) / total if total > 0 else 0.0
+
+
+@torch.no_grad()
 def empirical_copying_score(model, tokens: Int[Tensor, "batch pos"], batch_size: int = 16
                             ) -> Float[Tensor, "layer head"]:
     """Empirical copying score of every head on ``tokens`` (random tokens the caller provides).
