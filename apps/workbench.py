@@ -4,6 +4,8 @@
     streamlit run apps/workbench.py -- DIR
 
 DIR (default ``checkpoints``) holds run directories; ``INTERP_APP_ROOT`` overrides it.
+A session opens on the training curves of the run that changed last; ``?view=Head+atlas`` in
+the address opens another view (the address follows the view chosen).
 """
 
 from __future__ import annotations
@@ -45,6 +47,15 @@ def _most_recent(runs: list[Path]) -> Path:
     return max(runs, key=changed)
 
 
+def _first_view(run: Path) -> str:
+    """The view a fresh session opens on: ``?view=`` from the link if valid, else the training
+    curves of the run that changed last (what one usually opens the workbench to see), else Runs."""
+    asked = st.query_params.get("view")
+    if asked in VIEWS:
+        return asked
+    return "Training curves" if (run / "metrics.h5").exists() else "Runs"
+
+
 def main() -> None:
     st.set_page_config(page_title="interp workbench", layout="wide")
     root = _root()
@@ -60,7 +71,11 @@ def main() -> None:
         st.session_state["selected_runs"] = [n for n in st.session_state.get("selected_runs", []) if n in names] \
             or [D.run_label(_most_recent(runs))]
     selected = st.sidebar.multiselect("runs to compare", names, key="selected_runs")
+    if "view" not in st.session_state:
+        st.session_state["view"] = _first_view(runs[names.index(st.session_state["selected_runs"][0])]) \
+            if st.session_state["selected_runs"] else "Runs"
     view = st.sidebar.radio("view", list(VIEWS), key="view")
+    st.query_params["view"] = view  # the address bar names the view: a link reopens it
     st.sidebar.button("refresh")
     chosen = [runs[names.index(n)] for n in selected]
     try:

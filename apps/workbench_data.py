@@ -276,18 +276,18 @@ def coloured_tokens_html(tokens: list[str], before: np.ndarray, after: np.ndarra
     return "<div style='line-height:1.8'>" + "".join(spans) + "</div>"
 
 
-def position_bins(loss_by_position: np.ndarray, max_bins: int = 64
+def position_bins(loss_by_position: np.ndarray, max_bins: int = 48
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean loss over contiguous bins of token indices 1.. (index 0 has no loss).
+    """Mean loss over log-spaced bins of token indices 1.. (index 0 has no loss).
 
     [checkpoint, pos] -> bin starts [b], bin ends [b] (exclusive) and means [checkpoint, b].
-    Binning keeps the heatmap at <= ``max_bins`` columns: 76 x 255 SVG cells took seconds
-    to draw in the browser, 76 x 64 do not.
+    Bin edges are spaced evenly in log(index), so the first indices, where in-context learning
+    shows, keep a bin each and later ones are pooled: the heatmap stays at <= ``max_bins``
+    columns (76 x 255 SVG cells took seconds to draw in the browser).
     """
     n = loss_by_position.shape[1]
-    width = max(1, -(-(n - 1) // max_bins))
-    starts = np.arange(1, n, width)
-    ends = np.minimum(starts + width, n)
+    edges = np.unique(np.round(np.geomspace(1, n, max_bins + 1)).astype(int))
+    starts, ends = edges[:-1], edges[1:]
     means = np.stack([np.nanmean(loss_by_position[:, s:e], axis=1) for s, e in zip(starts, ends)], axis=1)
     return starts, ends, means
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 import streamlit.components.v1 as components
 
+import workbench_charts as C
 import workbench_data as D
-
-alt.data_transformers.disable_max_rows()
 
 
 def _html(html: str, height: int) -> None:
@@ -27,11 +25,8 @@ def _warn(run: Path, err: Exception) -> None:
     st.warning(f"{D.run_label(run)}: {err}")
 
 
-def _window_layer(windows: list[dict]):
-    if not windows:
-        return None
-    return alt.Chart(pd.DataFrame(windows)).mark_rect(opacity=0.12).encode(
-        x="start:Q", x2="end:Q", color=alt.Color("run:N"), tooltip=["run", "start", "end"])
+def _chart(data: pd.DataFrame, spec: dict, **kwargs):
+    return st.vega_lite_chart(data, spec, width="stretch", **kwargs)
 
 
 def _pick_run(runs: list[Path], key: str) -> Path:
@@ -118,26 +113,17 @@ def curves_view(runs: list[Path]) -> None:
     if not loss_rows:
         st.info("No training records yet for the chosen runs.")
         return
-    xscale = alt.Scale(type="log") if log_x else alt.Scale(type="linear")
-
-    def chart(df: pd.DataFrame, y: str, dash: str, title: str):
+    def chart(df: pd.DataFrame, y: str, dash: str, title: str, bold: str | None = None) -> None:
         if log_x:
-            df = df[df["tokens"] > 0]
-        lines = alt.Chart(df).mark_line().encode(
-            x=alt.X("tokens:Q", scale=xscale, title="tokens"), y=alt.Y(f"{y}:Q", title=title),
-            color="run:N", strokeDash=f"{dash}:N",
-            strokeWidth=alt.condition(alt.datum[dash] == "band", alt.value(3), alt.value(1.2))
-            if dash == "score" else alt.value(1.5),
-            tooltip=["run", "tokens", y, dash])
-        layer = _window_layer([w for w in windows if not log_x or w["start"] > 0])
-        return (layer + lines if layer is not None else lines).properties(height=300).interactive()
+            df = df[df["tokens"] > 0]  # a log axis has no place for the initialisation
+        _chart(df, C.lines("tokens", y, "run", dash=dash, bold=bold, log_x=log_x, y_title=title,
+                           windows=windows))
 
     st.subheader("Loss")
-    st.altair_chart(chart(pd.concat(loss_rows), "loss", "series", "loss (nats)"), width="stretch")
+    chart(pd.concat(loss_rows), "loss", "series", "loss (nats)")
     st.subheader("ICL score")
     if icl_rows:
-        st.altair_chart(chart(pd.concat(icl_rows), "icl", "score", "ICL score (nats; lower = more ICL)"),
-                        width="stretch")
+        chart(pd.concat(icl_rows), "icl", "score", "ICL score (nats; lower = more ICL)", bold="band")
         st.caption("Band score (bold) and single-index score; shaded: each run's phase-change window.")
     else:
         st.info("No ICL scores yet.")
@@ -152,14 +138,10 @@ def curves_view(runs: list[Path]) -> None:
         df = pd.DataFrame({"checkpoint": np.repeat(np.arange(a), b), "tokens": np.repeat(an["tokens"], b),
                            "from index": np.tile(starts, a), "to index": np.tile(ends, a),
                            "loss": binned.ravel()})
-        heat = alt.Chart(df).mark_rect().encode(
-            x=alt.X("from index:Q", title="token index"), x2="to index:Q",
-            y=alt.Y("checkpoint:O", sort="descending", axis=alt.Axis(labelOverlap=True)),
-            color=alt.Color("loss:Q", scale=alt.Scale(scheme="viridis")),
-            tooltip=["tokens", "from index", "to index", "loss"]).properties(height=320)
-        st.altair_chart(heat, width="stretch")
-        if ends[0] - starts[0] > 1:
-            st.caption(f"Mean loss over bins of {ends[0] - starts[0]} token indices (one row per checkpoint).")
+        _chart(df, C.heatmap("from index", "to index", "checkpoint", "loss", x_title="token index", log_x=True,
+                             tooltip=["tokens", "from index", "to index", "loss"]))
+        st.caption(f"One row per checkpoint; token indices pooled into {len(starts)} log-spaced bins "
+                   f"(single indices up to {int(starts[np.argmax(ends - starts > 1)])}).")
     else:
         st.info("The loss-by-index heatmap and the PCA need analysed runs (`interp analyze RUN`).")
         return
@@ -173,11 +155,9 @@ def curves_view(runs: list[Path]) -> None:
     frames = [pd.DataFrame({"run": D.run_label(r), "PC1": p[:, 0], "PC2": p[:, 1] if p.shape[1] > 1 else 0.0,
                             "tokens": D.analysis(r)["tokens"], "order": np.arange(len(p))})
               for r, p in zip(analysed, projected)]
-    pca = alt.Chart(pd.concat(frames)).mark_line(point=True).encode(
-        x=alt.X("PC1:Q", title=f"PC1 ({explained[0]:.0%})"),
-        y=alt.Y("PC2:Q", title=f"PC2 ({explained[1]:.0%})" if len(explained) > 1 else "PC2"),
-        color="run:N", order="order:Q", tooltip=["run", "tokens"]).properties(height=360).interactive()
-    st.altair_chart(pca, width="stretch")
+    _chart(pd.concat(frames), C.trajectory(
+        "PC1", "PC2", "run", "order", x_title=f"PC1 ({explained[0]:.0%})",
+        y_title=f"PC2 ({explained[1]:.0%})" if len(explained) > 1 else "PC2", tooltip=["run", "tokens"]))
 
 
 # --------------------------------------------------------------------------- Head atlas
@@ -216,16 +196,10 @@ def atlas_view(runs: list[Path]) -> None:
                f"{D.induction_heads(run) or 'none'}")
     grid = pd.DataFrame({"layer": np.repeat(np.arange(n_layers), n_heads),
                          "head": np.tile(np.arange(n_heads), n_layers), "value": values.ravel()})
-    base = alt.Chart(grid).encode(x="head:O", y="layer:O")
-    scheme = "redblue" if key == "ablation_icl_change" or key == "copying_ov" else "viridis"
-    pick = alt.selection_point(fields=["layer", "head"], name="pick", on="click")
-    heat = base.mark_rect(cursor="pointer").encode(
-        color=alt.Color("value:Q", scale=alt.Scale(scheme=scheme)),
-        tooltip=["layer", "head", "value"]).add_params(pick)
-    text = base.mark_text(fontSize=11).encode(text=alt.Text("value:Q", format=".2f"))
     st.caption("Click a cell to open that head's detail.")
-    st.altair_chart((heat + text).properties(height=min(60 * n_layers + 40, 500)), width="stretch",
-                    on_select=_clicked_cell, selection_mode="pick", key="atlas_grid")
+    _chart(grid, C.head_grid("value", diverging=key in ("ablation_icl_change", "copying_ov"),
+                             height=min(60 * n_layers + 40, 500)),
+           on_select=_clicked_cell, selection_mode="pick", key="atlas_grid")
 
     col1, col2 = st.columns([3, 1])
     chosen = col1.selectbox("head (layer.head)", heads, key="atlas_head",
@@ -239,13 +213,9 @@ def atlas_view(runs: list[Path]) -> None:
                          "value": np.asarray(an[key], dtype=float).reshape(len(steps), -1).ravel()})
     traj = traj[traj["tokens"] > 0]  # a log axis; the initialisation (0 tokens) has no place on it
     win = D.window(run)
-    lines = alt.Chart(traj).mark_line().encode(
-        x=alt.X("tokens:Q", scale=alt.Scale(type="log")), y=alt.Y("value:Q", title=label),
-        color="head:N", tooltip=["head", "tokens", "value"])
-    layer_w = _window_layer([{"run": D.run_label(run), "start": win[0], "end": win[1]}] if win else [])
     st.subheader("Every head over training")
-    st.altair_chart((layer_w + lines if layer_w is not None else lines).properties(height=320).interactive(),
-                    width="stretch")
+    _chart(traj, C.lines("tokens", "value", "head", log_x=True, y_title=label, height=320,
+                         windows=[{"run": D.run_label(run), "start": win[0], "end": win[1]}] if win else []))
 
 
 # --------------------------------------------------------------------------- Head detail
@@ -299,9 +269,7 @@ def head_view(runs: list[Path]) -> None:
               for label, key in D.HEAD_SCORES.items() if key in an]
     st.subheader("Scores over training")
     scores = pd.concat(frames)
-    st.altair_chart(alt.Chart(scores[scores["tokens"] > 0]).mark_line(point=True).encode(
-        x=alt.X("tokens:Q", scale=alt.Scale(type="log")), y="value:Q", color="score:N",
-        tooltip=["score", "tokens", "value"]).properties(height=300).interactive(), width="stretch")
+    _chart(scores[scores["tokens"] > 0], C.lines("tokens", "value", "score", log_x=True, points=True))
 
     a = D.nearest_index(an["step"], step)
     st.caption(f"Composition and copying at the analysed step nearest {step}: step {int(an['step'][a])}")

@@ -1,9 +1,10 @@
 """Workbench speed in a real headless browser (Debian's chromium driven by playwright).
 
 Measures, on a run with 60+ analysed checkpoints:
-1. open -> Training curves drawn: from loading the page to every chart of the Training-curves
-   view drawn, on a freshly started server (cold caches) and again on a reload (warm);
-   target < 3 s;
+1. open -> Training curves drawn: from loading the page (the app opens on the training curves
+   of the run that changed last) to every chart of the view drawn, on a freshly started
+   server (cold caches) and again on a reload (warm); target < 3 s. Also the switch from the
+   Runs view to Training curves by a click;
 2. atlas redraw: from a slider move (one key press) to the head atlas showing the new step
    with its grid redrawn, median over ``--moves`` moves; target < 0.5 s.
 As a reference in the same run it times a bare Streamlit page that draws one Altair chart,
@@ -111,8 +112,14 @@ def main() -> int:
         proc, url = start_app(args.run)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            figures["curves cold"] = open_and_draw(page, url, "Training curves", 4)
-            figures["curves warm"] = open_and_draw(page, url, "Training curves", 4)
+            figures["curves cold"] = open_and_draw(page, url, None, 4)
+            figures["curves warm"] = open_and_draw(page, url, None, 4)
+            open_and_draw(page, url + "/?view=Runs", None, 0)
+            page.locator("[data-testid='stDataFrame']").first.wait_for()
+            start = time.perf_counter()
+            page.locator("section[data-testid='stSidebar'] label").filter(has_text="Training curves").first.click()
+            page.wait_for_function(CHARTS_DRAWN, arg=4, polling=10)
+            figures["runs -> curves"] = time.perf_counter() - start
             moves = atlas_moves(page, args.moves)
         finally:
             proc.terminate()
@@ -121,6 +128,7 @@ def main() -> int:
         ratio = figures[f"curves {kind}"] / figures[f"reference {kind}"]
         print(f"open -> Training curves drawn ({kind}): {figures[f'curves {kind}']:.2f} s "
               f"(target < 3 s); reference page {figures[f'reference {kind}']:.2f} s; ratio {ratio:.2f}")
+    print(f"Runs -> Training curves by a click: {figures['runs -> curves']:.2f} s")
     print(f"atlas redraw after a slider move: median {statistics.median(moves):.3f} s, "
           f"max {max(moves):.3f} s over {len(moves)} moves (target < 0.5 s); "
           f"ratio to the warm reference page {statistics.median(moves) / figures['reference warm']:.2f}")

@@ -100,7 +100,7 @@ def main() -> None:
     ax.legend(fontsize=8)
     save(fig, args.results / "share.png")
     lines = [f"Share of the ICL score the induction heads account for after the window, averaged over the "
-             f"checkpoints after it: {mean_spread(after_shares)}. Band ICL on {EXAMPLES} held-out sequences; "
+             f"checkpoints after it: {mean_spread(after_shares, sign='')} (1 = all of it). Band ICL on {EXAMPLES} held-out sequences; "
              f"the share is left undefined while the clean ICL score is above -0.05 nats.", ""]
     lines += table(["model", "seed", "induction heads", "final band ICL", "share removed (end)",
                     "sum of their single-head ablation effects (end, 64 seq., single index)"], rows)

@@ -128,12 +128,13 @@ def fmt_tokens(value: float | None) -> str:
     return f"{value / 1e6:.2f}M"
 
 
-def mean_spread(values: list[float]) -> str:
+def mean_spread(values: list[float], sign: str = "+") -> str:
     """``mean (min..max, n=k)`` of what was measured; '-' when nothing was."""
     values = [v for v in values if v is not None and np.isfinite(v)]
     if not values:
         return "-"
-    return f"{np.mean(values):+.3g} (range {min(values):+.3g}..{max(values):+.3g}, n={len(values)})"
+    f = f"{{:{sign}.3g}}".format
+    return f"{f(np.mean(values))} (range {f(min(values))}..{f(max(values))}, n={len(values)})"
 
 
 def table(header: list[str], rows: list[list[Any]]) -> list[str]:

@@ -193,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interp: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interp: interrupted; continue with 'interp train --resume RUN'", file=sys.stderr)
+        again = ("run the same 'interp sweep' command again to resume it" if args.command == "sweep"
+                 else "continue with 'interp train --resume RUN'")
+        print(f"interp: interrupted; {again}", file=sys.stderr)
         return 130
     return 0
 

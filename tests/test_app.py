@@ -34,9 +34,19 @@ def _view(at: AppTest, name: str) -> AppTest:
     return at
 
 
-def test_runs_view(monkeypatch, root):
+def test_opens_on_the_latest_runs_curves_or_the_view_a_link_names(monkeypatch, root):
     at = _app(monkeypatch, root)
-    assert at.sidebar.radio(key="view").value == "Runs"
+    assert at.sidebar.radio(key="view").value == "Training curves"
+    assert at.query_params["view"] in ("Training curves", ["Training curves"])
+    monkeypatch.setenv("INTERP_APP_ROOT", str(root))
+    linked = AppTest.from_file(APP, default_timeout=60)
+    linked.query_params["view"] = "Head atlas"
+    linked.run()
+    assert not linked.exception and linked.sidebar.radio(key="view").value == "Head atlas"
+
+
+def test_runs_view(monkeypatch, root):
+    at = _view(_app(monkeypatch, root), "Runs")
     assert len(at.dataframe) == 1
     assert "tiny" in at.dataframe[0].value["run"].tolist()
     assert at.sidebar.multiselect(key="selected_runs").value == ["tiny"]

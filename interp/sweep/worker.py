@@ -34,7 +34,7 @@ def run_one(config: dict[str, Any], run_dir: str, analyze: bool = True, ablation
     """Bring one sweep run to finished (and analysed); returns what was done and the outcome.
 
     Returns ``{"run", "action", "status", "seconds", "phase"}`` where action is one of
-    ``trained``, ``resumed``, ``skipped``, ``busy``.
+    ``trained``, ``resumed``, ``analysed`` (trained before, analysed now), ``skipped``, ``busy``.
     """
     import torch
 
@@ -56,7 +56,9 @@ def run_one(config: dict[str, Any], run_dir: str, analyze: bool = True, ablation
     if analyze and checkpoints.run_status(path) == "finished":
         from interp.analysis import AnalysisConfig, analyze_run
 
-        analyze_run(path, AnalysisConfig(ablate=ablation), progress=False)
+        done = analyze_run(path, AnalysisConfig(ablate=ablation), progress=False)
+        if action == "skipped" and done["analyzed"]:
+            action = "analysed"  # trained before, analysed now
     return _result(path, action, started)
 
 
