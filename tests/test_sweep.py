@@ -124,6 +124,11 @@ def test_local_sweep_trains_analyses_skips_and_resumes(tmp_path):
         from interp.analysis import analyzed_steps
         assert analyzed_steps(runs / name) == {c.step for c in checkpoints.list_checkpoints(runs / name)}
     assert any(line.startswith("[2/2] done") for line in lines)
+    # Each worker ran pinned to its own share of the cores, with that many torch threads.
+    shares = core_shares(2)
+    for name in ("n_layers=1_seed=0", "n_layers=2_seed=0"):
+        log = (runs / "logs" / f"{name}.log").read_text()
+        assert any(f"on cores {share} with {len(share)} torch thread(s)" in log for share in shares), log
     assert json.loads((runs / "sweep_results.json").read_text())[0]["status"] == "finished"
 
     # Interrupt one run after its third checkpoint: the sweep resumes it, skips the other.

@@ -135,9 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     plan = json.loads(Path(args[0]).read_text())
     run = next(r for r in plan["runs"] if r["name"] == args[1])
+    threads = int(os.environ.get("INTERP_THREADS", "0"))
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "any"
+    print(f"worker {os.getpid()}: {run['name']} on cores {cores} with {threads or 'default'} torch thread(s)",
+          flush=True)
     try:
         result = run_one(run["config"], str(Path(plan["root"]) / run["name"]), plan["analyze"],
-                         plan["ablation"], threads=int(os.environ.get("INTERP_THREADS", "0")))
+                         plan["ablation"], threads=threads)
     except InterpError as err:
         print(f"interp: error: {err}", file=sys.stderr)
         return 2
