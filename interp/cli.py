@@ -72,11 +72,12 @@ def _app(root: Path, port: int) -> int:
     if not script.is_file():
         raise InterpError(f"the workbench is not installed here ({script} is missing); "
                           f"run 'interp app' from a source checkout")
-    try:
-        import streamlit  # noqa: F401
-    except ImportError:
-        raise InterpError("the workbench needs streamlit; install it with 'pip install streamlit circuitsvis'") from None
+    import importlib.util
+
+    if importlib.util.find_spec("streamlit") is None:  # find it without importing it: only apps/ imports it
+        raise InterpError("the workbench needs streamlit; install it with 'pip install streamlit circuitsvis'")
     command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
+               "--browser.gatherUsageStats", "false",
                "--server.headless", "true", "--server.port", str(port), "--", str(root.resolve())]
     print(f"workbench on http://127.0.0.1:{port}/ (runs under {root}); Ctrl-C stops it")
     return subprocess.call(command)
