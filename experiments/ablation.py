@@ -70,6 +70,9 @@ def main() -> None:
     runs = [r for r in sweep_runs(args, "cooccurrence")["cooccurrence"]
             if r.config.model.attn_only and r.config.model.n_layers >= 2 and "ablation_icl_change" in r.rows]
     runs.sort(key=lambda r: (r.config.model.n_layers, r.seed))
+    if not runs:
+        raise SystemExit("ablation.py: no analysed attention-only run with 2+ layers and stored ablations "
+                         "(the sweep needs 'ablation: true')")
     per_head_figure(runs, args.results / "per_head.png")
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))

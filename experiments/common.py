@@ -32,8 +32,11 @@ SWEEPS = ROOT / "experiments" / "sweeps"
 
 def parse_args(name: str, description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--scale", action="store_true",
-                        help="the paper-like size (sweeps/*-scale.yaml): for a GPU or a Ray cluster")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--scale", action="store_true",
+                      help="the paper-like size (sweeps/*-scale.yaml): for a GPU or a Ray cluster")
+    size.add_argument("--text", action="store_true",
+                      help="natural text instead of Markov chains (sweeps/*-text.yaml, where one exists)")
     parser.add_argument("--out", type=Path, default=ROOT / "checkpoints", help="where the sweeps' runs go")
     parser.add_argument("--results", type=Path, help=f"figures and summary (default docs/results/{name}[-scale])")
     parser.add_argument("--jobs", type=int, default=2, help="local backend: runs at once")
@@ -41,8 +44,10 @@ def parse_args(name: str, description: str) -> argparse.Namespace:
     parser.add_argument("--address", help="ray: cluster address (default: a local instance)")
     parser.add_argument("--gpus-per-run", type=float, default=0)
     parser.add_argument("--no-run", action="store_true", help="only read finished runs; train nothing")
+    parser.add_argument("--sweeps", type=Path, default=SWEEPS, help="folder of the sweep files")
     args = parser.parse_args()
-    args.results = args.results or ROOT / "docs" / "results" / (name + ("-scale" if args.scale else ""))
+    args.suffix = "-scale" if args.scale else "-text" if args.text else ""
+    args.results = args.results or ROOT / "docs" / "results" / (name + args.suffix)
     args.results.mkdir(parents=True, exist_ok=True)
     return args
 
@@ -51,7 +56,10 @@ def sweep_runs(args: argparse.Namespace, *names: str) -> dict[str, list["Run"]]:
     """Run (or reuse) each named sweep; return sweep name -> its runs that have an analysis."""
     out = {}
     for name in names:
-        sweep = load_sweep(SWEEPS / f"{name}{'-scale' if args.scale else ''}.yaml")
+        path = args.sweeps / f"{name}{args.suffix}.yaml"
+        if not path.exists():
+            raise SystemExit(f"{Path(sys.argv[0]).name}: no sweep file {path} for this size")
+        sweep = load_sweep(path)
         if not args.no_run:
             run_sweep(sweep, args.out, args.backend, args.jobs, args.address, 1, args.gpus_per_run)
         runs = [load_run(path) for path in sweep_dirs(sweep, args.out).values()
@@ -144,7 +152,8 @@ def table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 def write_summary(args: argparse.Namespace, title: str, lines: list[str], started: float) -> Path:
     path = args.results / "summary.md"
-    size = "paper-like (--scale)" if args.scale else "small (this machine's size)"
+    size = {"-scale": "paper-like (--scale)", "-text": "natural text (--text)"}.get(
+        args.suffix, "small (this machine's size)")
     head = [f"# {title}", "", f"Size: {size}. Written by `{Path(sys.argv[0]).name}` on "
             f"{time.strftime('%Y-%m-%d')}; this invocation took {time.time() - started:.0f} s "
             f"(sweep time included only for runs it trained).", ""]

@@ -10,7 +10,7 @@ with MLPs, same corpus and token budget, two seeds. Writes to docs/results/coocc
   and the verdict the paper predicts (1-layer: no change, no induction heads; more layers:
   both, the heads forming inside the window).
 
-    python experiments/cooccurrence.py [--scale] [--jobs 2] [--backend ray --address auto]
+    python experiments/cooccurrence.py [--text | --scale] [--jobs 2] [--backend ray --address auto]
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def main() -> None:
     pca_figure(groups, args.results / "pca.png")
     rows, verdicts = summary_rows(groups)
     held = sum(ok for *_, ok in verdicts)
-    lines = [f"{len(runs)} runs of `experiments/sweeps/cooccurrence{'-scale' if args.scale else ''}.yaml`; "
+    lines = [f"{len(runs)} runs of `experiments/sweeps/cooccurrence{args.suffix}.yaml`; "
              f"the paper's prediction holds for {held} of {len(verdicts)} "
              "(1-layer: no phase change and no induction heads; 2- and 3-layer: a window, induction "
              "heads, and the first one forming inside the window, one checkpoint of slack).", ""]
