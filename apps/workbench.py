@@ -59,6 +59,7 @@ def _first_view(run: Path) -> str:
 def main() -> None:
     st.set_page_config(page_title="interp workbench", layout="wide")
     root = _root()
+    st.session_state["app_root"] = str(root)
     runs = D.find_runs(root)
     st.sidebar.title("interp workbench")
     st.sidebar.caption(f"runs under `{root}`")

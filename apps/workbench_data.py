@@ -51,8 +51,16 @@ def find_runs(root: Path) -> list[Path]:
 
 
 def run_label(run: Path) -> str:
-    """A run's name as shown: ``sweep/run`` for a run of a sweep (names repeat across sweeps)."""
+    """A run's name as shown: its path under the app's root (``sweep/run`` for a run of a
+    sweep, since names repeat across sweeps); outside a page, ``sweep/run`` when the parent
+    folder holds a sweep plan."""
     run = Path(run)
+    root = st.session_state.get("app_root") if st.runtime.exists() else None
+    if root and run != Path(root):
+        try:
+            return str(run.relative_to(root))
+        except ValueError:
+            pass
     return f"{run.parent.name}/{run.name}" if (run.parent / "sweep.json").is_file() else run.name
 
 

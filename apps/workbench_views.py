@@ -39,7 +39,7 @@ def _pick_run(runs: list[Path], key: str) -> Path:
 
 def runs_view(all_runs: list[Path]) -> None:
     st.header("Runs")
-    rows, problems = [], []
+    rows, problems, unanalysed, empty = [], [], [], []
     for run in all_runs:
         try:
             cfg = D.config(run)
@@ -66,15 +66,21 @@ def runs_view(all_runs: list[Path]) -> None:
                 "device": info.get("device", "-"),
             })
             if not ckpts:
-                problems.append(f"{D.run_label(run)}: no complete checkpoint yet")
-            elif not analysed:
-                problems.append(f"{D.run_label(run)}: not analysed yet; run `interp analyze {run}`")
+                empty.append(D.run_label(run))
+            elif not analysed and rows[-1]["status"] != "training":
+                unanalysed.append(run)
         except D.VIEW_ERRORS as err:
             problems.append(f"{D.run_label(run)}: {err}")
             rows.append({"run": D.run_label(run), "status": "broken"})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=min(36 * (len(rows) + 1) + 4, 640))
     for p in problems:
         st.warning(p)
+    if unanalysed:
+        names = ", ".join(D.run_label(r) for r in unanalysed[:4]) + (" ..." if len(unanalysed) > 4 else "")
+        st.info(f"{len(unanalysed)} run(s) not analysed yet ({names}): the curves need no analysis, the "
+                f"other views do. Run `interp analyze RUN` (incremental), e.g. `interp analyze {unanalysed[0]}`.")
+    if empty:
+        st.caption(f"No complete checkpoint yet: {', '.join(empty)}.")
     st.caption("Choose the runs to compare in the sidebar; the other views use them.")
 
 
