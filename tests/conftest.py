@@ -56,3 +56,12 @@ def make_analysed_run(base, name: str = "tiny"):
     finally:
         mp.undo()
     return base / "runs"
+
+
+def tiny_sweep_text(grid: str, seeds: str = "[0]", extra: str = "") -> str:
+    """A sweep file over tiny Markov models (about a second per run); ``grid`` holds the
+    indented ``field: [values]`` lines, ``extra`` more fixed config lines."""
+    return ("preset: markov\nconfig:\n  model.d_model: 32\n  model.n_heads: 2\n  model.d_head: 16\n"
+            "  model.n_ctx: 32\n  data.markov_states: 8\n  train:\n    steps: 30\n    batch_size: 8\n"
+            "    log_checkpoints: 4\n    linear_checkpoints: 3\n    eval_examples: 16\n    precision: fp32\n"
+            f"{extra}grid:\n{grid}seeds: {seeds}\n")

@@ -9,35 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tiny_sweep_text
+
 ROOT = Path(__file__).resolve().parent.parent
-TINY = """\
-preset: markov
-config:
-  model.d_model: 32
-  model.n_heads: 2
-  model.d_head: 16
-  model.n_ctx: 32
-  data.markov_states: 8
-  train:
-    steps: 40
-    batch_size: 8
-    log_checkpoints: 5
-    linear_checkpoints: 4
-    eval_examples: 16
-    precision: fp32
-{extra}grid:
-  model.n_layers: [1, 2]
-{grid}seeds: [0]
-"""
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     base = tmp_path_factory.mktemp("experiments")
     sweeps = base / "sweeps"
     sweeps.mkdir()
-    (sweeps / "cooccurrence.yaml").write_text(TINY.format(extra="", grid="  model.attn_only: [true]\n"))
-    (sweeps / "coperturbation.yaml").write_text(TINY.format(extra="  model.smeared_key: true\n", grid=""))
+    layers = "  model.n_layers: [1, 2]\n"
+    (sweeps / "cooccurrence.yaml").write_text(tiny_sweep_text(layers + "  model.attn_only: [true]\n"))
+    (sweeps / "coperturbation.yaml").write_text(tiny_sweep_text(layers, extra="  model.smeared_key: true\n"))
     return base
 
 

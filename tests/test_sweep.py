@@ -11,31 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tiny_sweep_text
+
 from interp import checkpoints
 from interp.errors import ConfigError
 from interp.sweep import load_sweep, run_sweep
 from interp.sweep.local import core_shares
-
-TINY = """\
-preset: markov
-config:
-  model.d_model: 32
-  model.n_heads: 2
-  model.d_head: 16
-  model.n_ctx: 32
-  data.markov_states: 8
-  train:
-    steps: 30
-    batch_size: 8
-    log_checkpoints: 4
-    linear_checkpoints: 3
-    eval_examples: 16
-    precision: fp32
-grid:
-  model.n_layers: {layers}
-seeds: {seeds}
-"""
-
 
 def write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
     path = tmp_path / name
@@ -44,7 +25,7 @@ def write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
 
 
 def test_a_sweep_file_expands_to_grid_times_seeds_with_stable_names(tmp_path):
-    sweep = load_sweep(write(tmp_path, TINY.format(layers="[1, 2]", seeds="[0, 3]")))
+    sweep = load_sweep(write(tmp_path, tiny_sweep_text("  model.n_layers: [1, 2]\n", "[0, 3]")))
     assert [r.name for r in sweep.runs] == ["n_layers=1_seed=0", "n_layers=1_seed=3",
                                             "n_layers=2_seed=0", "n_layers=2_seed=3"]
     run = sweep.runs[3]
@@ -114,7 +95,7 @@ def test_core_shares_split_the_usable_cores():
 
 
 def test_local_sweep_trains_analyses_skips_and_resumes(tmp_path):
-    sweep = load_sweep(write(tmp_path, TINY.format(layers="[1, 2]", seeds="[0]")))
+    sweep = load_sweep(write(tmp_path, tiny_sweep_text("  model.n_layers: [1, 2]\n", "[0]")))
     lines: list[str] = []
     results = run_sweep(sweep, tmp_path / "runs", jobs=2, say=lines.append)
     assert sorted(r["action"] for r in results) == ["trained", "trained"], lines
@@ -145,9 +126,9 @@ def test_local_sweep_trains_analyses_skips_and_resumes(tmp_path):
 
 
 def test_a_run_directory_with_another_config_is_refused_before_anything_starts(tmp_path):
-    sweep = load_sweep(write(tmp_path, TINY.format(layers="[1]", seeds="[0]")))
+    sweep = load_sweep(write(tmp_path, tiny_sweep_text("  model.n_layers: [1]\n", "[0]")))
     run_sweep(sweep, tmp_path / "runs", say=lambda _: None)
-    changed = load_sweep(write(tmp_path, TINY.format(layers="[1]", seeds="[0]").replace("steps: 30", "steps: 31")))
+    changed = load_sweep(write(tmp_path, tiny_sweep_text("  model.n_layers: [1]\n", "[0]").replace("steps: 30", "steps: 31")))
     with pytest.raises(Exception, match="holds a run with another config .*train.steps: 30 there, 31 in the sweep"):
         run_sweep(changed, tmp_path / "runs", say=lambda _: None)
 
@@ -155,7 +136,7 @@ def test_a_run_directory_with_another_config_is_refused_before_anything_starts(t
 def test_ray_backend_runs_each_run_as_a_task_on_a_local_ray_instance(tmp_path):
     import ray  # in the dev extra, so CI runs this for real
 
-    sweep = load_sweep(write(tmp_path, TINY.format(layers="[1, 2]", seeds="[0]")))
+    sweep = load_sweep(write(tmp_path, tiny_sweep_text("  model.n_layers: [1, 2]\n", "[0]")))
     lines: list[str] = []
     results = run_sweep(sweep, tmp_path / "runs", backend="ray", cpus_per_run=1, say=lines.append)
     assert sorted(r["action"] for r in results) == ["trained", "trained"], lines

@@ -34,14 +34,14 @@ def run_sweep(sweep: Sweep, root: str | Path = "checkpoints", backend: str = "lo
     Each result is ``{"run", "action", "status", "seconds", "phase"}`` or, for a run that
     failed, ``{"run", "error"}``. Failures do not stop the other runs.
     """
-    from interp.sweep.worker import _plan, _result
+    from interp.sweep.worker import plan_action, run_result
 
     if backend not in ("local", "ray"):
         raise ConfigError(f"unknown backend '{backend}'; choose local or ray")
     directory = Path(root).resolve() / sweep.name
     directory.mkdir(parents=True, exist_ok=True)
     plan = _write_plan(sweep, directory)
-    actions = {run.name: _plan(directory / run.name, run.config) for run in sweep.runs}
+    actions = {run.name: plan_action(directory / run.name, run.config) for run in sweep.runs}
     complete = [n for n, a in actions.items() if a == "skipped" and _complete(directory / n, sweep)]
     todo = [n for n, a in actions.items() if a != "busy" and n not in complete]
     counts = {a: sum(v == a for v in actions.values()) for a in ("skipped", "resumed", "trained", "busy")}
@@ -50,7 +50,7 @@ def run_sweep(sweep: Sweep, root: str | Path = "checkpoints", backend: str = "lo
         f"backend {backend}")
     progress = _Progress(len(todo) + len(complete), say)
     for name in complete:  # nothing left to do: no worker process needed
-        progress.event("done", name, _result(directory / name, "skipped", time.time()))
+        progress.event("done", name, run_result(directory / name, "skipped", time.time()))
     if backend == "local":
         from interp.sweep.local import run_local
 

@@ -45,9 +45,9 @@ def run_one(config: dict[str, Any], run_dir: str, analyze: bool = True, ablation
         torch.set_num_threads(threads)
     started, path = time.time(), Path(run_dir)
     wanted = RunConfig.from_dict(config)
-    action = _plan(path, wanted)
+    action = plan_action(path, wanted)
     if action == "busy":
-        return _result(path, action, started)
+        return run_result(path, action, started)
     if action == "trained":
         _move_aside_if_empty(path)
         train(wanted, path, progress=False)
@@ -59,10 +59,10 @@ def run_one(config: dict[str, Any], run_dir: str, analyze: bool = True, ablation
         done = analyze_run(path, AnalysisConfig(ablate=ablation), progress=False)
         if action == "skipped" and done["analyzed"]:
             action = "analysed"  # trained before, analysed now
-    return _result(path, action, started)
+    return run_result(path, action, started)
 
 
-def _plan(path: Path, wanted: RunConfig) -> str:
+def plan_action(path: Path, wanted: RunConfig) -> str:
     from interp import checkpoints
 
     if not path.exists() or checkpoints.last_good_checkpoint(path) is None:
@@ -109,7 +109,7 @@ def _move_aside_if_empty(path: Path) -> None:
         path.rename(path.with_name(f"{path.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}"))
 
 
-def _result(path: Path, action: str, started: float) -> dict[str, Any]:
+def run_result(path: Path, action: str, started: float) -> dict[str, Any]:
     import numpy as np
 
     from interp import checkpoints
