@@ -109,7 +109,7 @@ def main() -> None:
                     "sum of their single-head ablation effects (end, 64 seq., single index)"], rows)
     lines += ["", "Figures: per_head.png (single-head ablations over training, induction heads bold), "
               "share.png (joint ablation over training).", "",
-              f"Windows: " + "; ".join(f"{r.label} seed {r.seed} {fmt_tokens(r.window[0])}-{fmt_tokens(r.window[1])}"
+              "Windows: " + "; ".join(f"{r.label} seed {r.seed} {fmt_tokens(r.window[0])}-{fmt_tokens(r.window[1])}"
                                       for r in runs if r.window)]
     write_summary(args, "Direct ablation: how much ICL the induction heads carry", lines, started)
 

@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from interp.config import RunConfig, TrainConfig
-from interp.errors import CheckpointError, InterpError
+from interp.errors import CheckpointError
 from interp.model import Transformer
 from interp.runs import (CHECKPOINT_PATTERN, Checkpoint, checkpoint_name, list_checkpoints,  # noqa: F401
                          read_config, read_run_info, run_status, update_run_info, write_json_atomic)

@@ -123,7 +123,8 @@ def _culprit(base: RunConfig, values: dict[str, Any], message: str) -> str:
     """The key an error is about: the first one that fails alone, else the first it names."""
     for key, value in values.items():
         try:
-            _merge_one(base, key, value, _Locator(Path(), ""))
+            section, name = resolve_key(key)
+            merge(base, {section: {name: value}})
         except ConfigError:
             return key
     named = [k for k in values if k in message or k.rpartition(".")[2] in message]

@@ -77,7 +77,8 @@ def plan_action(path: Path, wanted: RunConfig) -> str:
 
 
 def _stale(path: Path) -> bool:
-    """A "training" run whose process is alive here, or was updated recently elsewhere, is busy."""
+    """Whether a run marked "training" has lost its trainer: never on this host (run_status has
+    already found its pid alive), and elsewhere once run.json is older than STALE_AFTER_S."""
     import socket
 
     from interp import checkpoints
@@ -95,7 +96,6 @@ def _check_same_config(path: Path, wanted: RunConfig) -> None:
     want = wanted.to_dict()
     if want["model"]["d_vocab"] == 0:  # resolved from the data when the run was made
         want["model"]["d_vocab"] = saved["model"]["d_vocab"]
-    saved["preset"] = want["preset"]
     diff = [f"{section}.{k}: {saved[section].get(k)!r} there, {v!r} in the sweep"
             for section in ("model", "data", "train") for k, v in want[section].items()
             if saved[section].get(k) != v]
@@ -112,12 +112,11 @@ def _move_aside_if_empty(path: Path) -> None:
 def run_result(path: Path, action: str, started: float) -> dict[str, Any]:
     import numpy as np
 
-    from interp import checkpoints
-    from interp.report import phase_attrs
+    from interp import checkpoints, store
 
     phase: dict[str, Any] = {}
     if (path / "metrics.h5").exists():
-        for key, value in phase_attrs(path).items():
+        for key, value in store.attrs(path, "phase").items():
             value = value.item() if isinstance(value, np.generic) else value
             if isinstance(value, str) or (isinstance(value, (int, float)) and value == value):
                 phase[key] = value  # NaN (not measured) is left out
