@@ -37,6 +37,8 @@ def parse_args(name: str, description: str) -> argparse.Namespace:
                       help="the paper-like size (sweeps/*-scale.yaml): for a GPU or a Ray cluster")
     size.add_argument("--text", action="store_true",
                       help="natural text instead of Markov chains (sweeps/*-text.yaml, where one exists)")
+    size.add_argument("--seeds", action="store_true",
+                      help="natural text, 3 seeds per model: across-seed intervals (sweeps/*-text-seeds.yaml)")
     parser.add_argument("--out", type=Path, default=ROOT / "checkpoints", help="where the sweeps' runs go")
     parser.add_argument("--results", type=Path, help=f"figures and summary (default docs/results/{name}[-scale])")
     parser.add_argument("--jobs", type=int, default=2, help="local backend: runs at once")
@@ -46,7 +48,7 @@ def parse_args(name: str, description: str) -> argparse.Namespace:
     parser.add_argument("--no-run", action="store_true", help="only read finished runs; train nothing")
     parser.add_argument("--sweeps", type=Path, default=SWEEPS, help="folder of the sweep files")
     args = parser.parse_args()
-    args.suffix = "-scale" if args.scale else "-text" if args.text else ""
+    args.suffix = "-scale" if args.scale else "-text" if args.text else "-text-seeds" if args.seeds else ""
     args.results = args.results or ROOT / "docs" / "results" / (name + args.suffix)
     args.results.mkdir(parents=True, exist_ok=True)
     return args
@@ -62,6 +64,8 @@ def sweep_runs(args: argparse.Namespace, *names: str) -> dict[str, list["Run"]]:
         sweep = load_sweep(path)
         if not args.no_run:
             run_sweep(sweep, args.out, args.backend, args.jobs, args.address, 1, args.gpus_per_run)
+        if not sweep.analyze:  # a sweep that only trains: analyse its finished runs here (also with --no-run)
+            analyse_finished(sweep_dirs(sweep, args.out).values(), ablate=sweep.ablation)
         runs = [load_run(path) for path in sweep_dirs(sweep, args.out).values()
                 if (path / "metrics.h5").exists()]
         out[name] = [run for run in runs if len(run.rows.get("step", []))]
@@ -69,6 +73,26 @@ def sweep_runs(args: argparse.Namespace, *names: str) -> dict[str, list["Run"]]:
             print(f"{name}: {len(sweep.runs) - len(out[name])} of {len(sweep.runs)} runs have no analysis yet; "
                   f"they are left out")
     return out
+
+
+def analyse_finished(paths, ablate: bool) -> None:
+    """``analyze_run`` on each finished run with a checkpoint not analysed yet (runs still
+    training are left for a later invocation)."""
+    from interp.analysis import AnalysisConfig, analyze_run, analyzed_steps
+    from interp.runs import list_checkpoints, run_status
+
+    for path in paths:
+        if not path.is_dir() or run_status(path) != "finished":
+            continue
+        if not {c.step for c in list_checkpoints(path)} <= analyzed_steps(path):
+            print(f"analysing {path.name} (ablations {'on' if ablate else 'off'})", flush=True)
+            analyze_run(path, AnalysisConfig(ablate=ablate), progress=False)
+
+
+def model_label(config: RunConfig) -> str:
+    """``2L attn-only``, ``3L MLP smeared``: a model's short name in tables and figures."""
+    m = config.model
+    return f"{m.n_layers}L {'attn-only' if m.attn_only else 'MLP'}{' smeared' if m.smeared_key else ''}"
 
 
 @dataclass
@@ -87,9 +111,7 @@ class Run:
 
     @property
     def label(self) -> str:
-        m = self.config.model
-        kind = "attn-only" if m.attn_only else "MLP"
-        return f"{m.n_layers}L {kind}{' smeared' if m.smeared_key else ''}"
+        return model_label(self.config)
 
     @property
     def tokens(self) -> np.ndarray:
@@ -152,7 +174,8 @@ def table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 def write_summary(args: argparse.Namespace, title: str, lines: list[str], started: float) -> Path:
     path = args.results / "summary.md"
-    size = {"-scale": "paper-like (--scale)", "-text": "natural text (--text)"}.get(
+    size = {"-scale": "paper-like (--scale)", "-text": "natural text (--text)",
+            "-text-seeds": "natural text, several seeds per model (--seeds)"}.get(
         args.suffix, "small (this machine's size)")
     head = [f"# {title}", "", f"Size: {size}. Written by `{Path(sys.argv[0]).name}` on "
             f"{time.strftime('%Y-%m-%d')}; this invocation took {time.time() - started:.0f} s "

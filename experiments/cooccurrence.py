@@ -10,19 +10,29 @@ with MLPs, same corpus and token budget, two seeds. Writes to docs/results/coocc
   and the verdict the paper predicts (1-layer: no change, no induction heads; more layers:
   both, the heads forming inside the window).
 
-    python experiments/cooccurrence.py [--text | --scale] [--jobs 2] [--backend ray --address auto]
+``--seeds`` runs ``sweeps/cooccurrence-text-seeds.yaml`` (2- and 3-layer attention-only models on
+natural text, three seeds each; the sweep only trains, so finished runs are analysed here without
+ablations) and adds to the summary the across-seed intervals per model (:mod:`interp.seeds`:
+window start and end, share inside, ICL before/after, the earliest induction head's formation and
+lag), and ``seeds.png``: each seed's window and earliest head, with the mean window start's
+90% t interval.
+
+    python experiments/cooccurrence.py [--text | --seeds | --scale] [--jobs 2] [--backend ray --address auto]
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 
-from common import (fmt_tokens, parse_args, pyplot, save, shade, sweep_runs, table,
+from common import (fmt_tokens, model_label, parse_args, pyplot, save, shade, sweep_runs, table,
                     write_summary)
 
+from interp import seeds
 from interp.measures.pca import per_token_loss_pca
+from interp.sweep import load_sweep, sweep_dirs
 
 
 def by_model(runs):
@@ -34,7 +44,10 @@ def by_model(runs):
 
 def curves_figure(groups, y, ylabel, path, train=False):
     plt = pyplot()
-    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), sharex=True, sharey=True)
+    cols = max(1, min(3, len(groups)))
+    rows = math.ceil(len(groups) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.3 * rows), sharex=True, sharey=True,
+                             squeeze=False)
     for ax, (label, runs) in zip(axes.ravel(), groups.items()):
         for run, colour in zip(runs, ["tab:blue", "tab:orange", "tab:green", "tab:red"]):
             x, values = (run.train["tokens"], run.train["loss"]) if train else (run.tokens, y(run))
@@ -68,6 +81,35 @@ def pca_figure(groups, path):
     ax.set_ylabel(f"PC2 ({explained[1]:.0%})")
     ax.set_title("Per-token-loss PCA, seed 0 (thick: inside the window)")
     ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def seeds_figure(groups, path):
+    """Per model: each seed's window (bar) and earliest induction head (dot) over log tokens,
+    with the geometric mean window start and its 90% t interval across seeds."""
+    plt = pyplot()
+    fig, axes = plt.subplots(max(1, len(groups)), 1, figsize=(8, 1.2 + 1.0 * sum(len(g.runs) for g in groups)),
+                             sharex=True, squeeze=False)
+    for ax, group in zip(axes[:, 0], groups):
+        for y, run in enumerate(group.used):
+            start, end = run.value("window_start_tokens"), run.value("window_end_tokens")
+            if run.has_window:
+                ax.plot([start, end], [y, y], lw=6, color="tab:blue", alpha=0.6, solid_capstyle="butt")
+            formed = run.value("earliest_head_formation_tokens")
+            if np.isfinite(formed):
+                ax.plot(formed, y, "o", color="tab:red", ms=6)
+        start = group.quantities.get("window_start_tokens")
+        if start is not None:
+            ax.axvline(start.mean, color="tab:blue", lw=1)
+            if start.has_interval:
+                ax.axvspan(start.low, start.high, color="tab:blue", alpha=0.12, lw=0)
+        ax.set_yticks(range(len(group.used)), [f"seed {s}" for s in group.seeds])
+        ax.set_ylim(-0.7, max(len(group.used), 1) - 0.3)
+        ax.set_xscale("log")
+        ax.set_title(f"{group.label}: window (bar), earliest induction head (dot), "
+                     f"mean start and its {seeds.LEVEL:.0%} t interval (shade)", fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+    axes[-1, 0].set_xlabel("tokens")
     return save(fig, path)
 
 
@@ -129,7 +171,12 @@ def main() -> None:
                     "induction heads", "best prefix matching (end)", "first head forms", "inside window"], rows)
     misses = [f"{label} seed {seed}" for label, seed, ok in verdicts if not ok]
     lines += ["", "Runs that do not match the prediction: " + (", ".join(misses) if misses else "none") + ".",
-              "", "Figures: icl.png, loss.png, prefix_matching.png, pca.png."]
+              "", "Figures: icl.png, loss.png, prefix_matching.png, pca.png" + (", seeds.png." if args.seeds else ".")]
+    if args.seeds:  # every run of the sweep, so a group says how many of its seeds are missing
+        sweep = load_sweep(args.sweeps / f"cooccurrence{args.suffix}.yaml")
+        across = seeds.seed_groups(sweep_dirs(sweep, args.out).values(), label=model_label)
+        seeds_figure(across, args.results / "seeds.png")
+        lines += ["", "## Across seeds", "", *seeds.markdown_table(across)]
     write_summary(args, "Co-occurrence: induction heads and the ICL phase change", lines, started)
 
 

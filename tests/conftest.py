@@ -65,3 +65,30 @@ def tiny_sweep_text(grid: str, seeds: str = "[0]", extra: str = "") -> str:
             "  model.n_ctx: 32\n  data.markov_states: 8\n  train:\n    steps: 30\n    batch_size: 8\n"
             "    log_checkpoints: 4\n    linear_checkpoints: 3\n    eval_examples: 16\n    precision: fp32\n"
             f"{extra}grid:\n{grid}seeds: {seeds}\n")
+
+
+def write_phase_run(path, config: RunConfig, phase: dict, status: str = "finished",
+                    steps=(10, 20, 30), analysed=None):
+    """A synthetic run directory with no training: config.json, run.json with ``status``,
+    empty-manifest checkpoints at ``steps`` (they pass the integrity check), and a metrics.h5
+    whose ``analysis`` group has rows for ``analysed`` (default: every step) and whose
+    ``phase`` group has ``phase`` as attributes (no phase group when ``phase`` is empty)."""
+    import json
+    from pathlib import Path
+
+    from interp import store
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(config.to_json())
+    (path / "run.json").write_text(json.dumps({"status": status}))
+    for step in steps:
+        (path / f"step_{step:06d}").mkdir(exist_ok=True)
+        (path / f"step_{step:06d}" / "manifest.json").write_text("{}")
+    done = list(steps if analysed is None else analysed)
+    with store.update(path) as handle:
+        if done:
+            store.append(handle, "analysis", {"step": np.array(done), "tokens": np.array(done) * 256})
+        if phase:
+            handle.create_group("phase").attrs.update(phase)
+    return path

@@ -47,6 +47,32 @@ def test_experiment_script_writes_its_figures_and_summary(workspace, name, figur
     assert len(table) == rows + 1, summary  # header + one row per run
 
 
+def test_cooccurrence_seeds_mode_analyses_the_trained_runs_and_gives_across_seed_intervals(workspace):
+    # A sweep that only trains (analyze: false), three seeds of one model: the script must
+    # analyse the finished runs itself, then pool the seeds. Catches a --seeds mode that reads
+    # the runs without analysing them (no rows), or that pools nothing.
+    (workspace / "sweeps" / "cooccurrence-text-seeds.yaml").write_text(
+        tiny_sweep_text("  model.n_layers: [2]\n", "[0, 1, 2]") + "analyze: false\nablation: false\n")
+    results = workspace / "results" / "cooccurrence-seeds"
+    env = dict(os.environ, INTERP_CACHE=str(workspace / "cache"))
+    command = [sys.executable, str(ROOT / "experiments" / "cooccurrence.py"), "--seeds",
+               "--sweeps", str(workspace / "sweeps"), "--out", str(workspace / "runs"),
+               "--results", str(results), "--jobs", "2"]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("analysing n_layers=2_seed=") == 3, proc.stdout[-3000:]
+    for figure in ["icl.png", "loss.png", "prefix_matching.png", "pca.png", "seeds.png"]:
+        assert (results / figure).stat().st_size > 5000, figure
+    summary = (results / "summary.md").read_text()
+    assert "2L attn-only | 0 |" in summary and "2L attn-only | 2 |" in summary  # per-run rows
+    assert "**2L attn-only: 3 of 3 seeds finished and analysed (seeds 0, 1, 2)**" in summary
+    assert "| seeds that found a window | 3 |" in summary
+    # Again with --no-run: nothing left to analyse, the same summary.
+    proc = subprocess.run(command + ["--no-run"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0 and "analysing" not in proc.stdout, proc.stderr[-3000:]
+    assert "3 of 3 seeds finished and analysed" in (results / "summary.md").read_text()
+
+
 def test_ablation_script_on_tiny_runs(workspace):
     proc = run_script(workspace, "ablation")
     # The tiny 2-layer run may form no induction head in 40 steps; the script must still finish

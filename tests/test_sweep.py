@@ -110,7 +110,10 @@ def test_local_sweep_trains_analyses_skips_and_resumes(tmp_path):
     for name in ("n_layers=1_seed=0", "n_layers=2_seed=0"):
         log = (runs / "logs" / f"{name}.log").read_text()
         assert any(f"on cores {share} with {len(share)} torch thread(s)" in log for share in shares), log
-    assert json.loads((runs / "sweep_results.json").read_text())[0]["status"] == "finished"
+    saved = json.loads((runs / "sweep_results.json").read_text())
+    assert saved["runs"][0]["status"] == "finished"
+    assert saved["across_seeds"] == []  # one seed per config: no across-seed table
+    assert not any(line.startswith("across seeds") for line in lines)
 
     # Interrupt one run after its third checkpoint: the sweep resumes it, skips the other.
     victim = runs / "n_layers=2_seed=0"
@@ -123,6 +126,39 @@ def test_local_sweep_trains_analyses_skips_and_resumes(tmp_path):
     assert again == {"n_layers=1_seed=0": "skipped", "n_layers=2_seed=0": "resumed"}
     last = checkpoints.list_checkpoints(victim)[-1].path
     assert (last / "model.safetensors").read_bytes() == final  # resumed bit for bit
+
+
+def test_a_sweep_with_three_seeds_ends_with_across_seed_intervals(tmp_path):
+    # Synthetic finished, analysed runs with the sweep's exact configs: the sweep skips them all
+    # (no worker starts) and ends with the across-seed table. Catches a sweep that prints or
+    # saves nothing across seeds, or pools the 1-layer and 2-layer configs together.
+    from conftest import write_phase_run
+
+    sweep = load_sweep(write(tmp_path, tiny_sweep_text("  model.n_layers: [1, 2]\n", "[0, 1, 2]")))
+    nan = float("nan")
+    for run in sweep.runs:
+        two, seed = run.config.model.n_layers == 2, run.config.train.seed
+        start = [1e6, 2e6, 4e6][seed]
+        phase = {"has_window": float(two), "window_start_tokens": start if two else nan,
+                 "window_end_tokens": 2 * start if two else nan, "window_share": 0.7 if two else nan,
+                 "icl_before": -0.01 if two else nan, "icl_after": -0.4 if two else nan,
+                 "induction_heads": f"1.{seed}" if two else "",
+                 f"head_1.{seed}_formation_tokens": 1.5 * start, f"head_1.{seed}_lag_log10": 0.05}
+        write_phase_run(tmp_path / "runs" / "sweep" / run.name, run.config, phase)
+    lines: list[str] = []
+    results = run_sweep(sweep, tmp_path / "runs", say=lines.append)
+    assert [r["action"] for r in results] == ["skipped"] * 6
+    saved = json.loads((tmp_path / "runs" / "sweep" / "sweep_results.json").read_text())
+    groups = {g["label"]: g for g in saved["across_seeds"]}
+    assert set(groups) == {"n_layers=1", "n_layers=2"}
+    assert (groups["n_layers=1"]["n"], groups["n_layers=1"]["windows"]) == (3, 0)
+    start = groups["n_layers=2"]["quantities"]["window_start_tokens"]
+    assert start["n"] == 3 and abs(start["mean"] - 2e6) < 1
+    assert groups["n_layers=2"]["quantities"]["earliest_head_formation_tokens"]["mean"] == pytest.approx(3e6)
+    text = "\n".join(lines)
+    assert "n_layers=2: 3 of 3 seeds finished and analysed (seeds 0, 1, 2)" in text
+    assert any(line.split()[:5] == ["window", "start", "3", "2.00M", "0.62M"] for line in lines), text
+    assert "  induction heads (seeds with each index): 1.0 in 1, 1.1 in 1, 1.2 in 1" in lines
 
 
 def test_a_run_directory_with_another_config_is_refused_before_anything_starts(tmp_path):

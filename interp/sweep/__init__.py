@@ -5,6 +5,11 @@ checks every existing run directory against its config before anything starts, r
 left on the chosen backend (local processes or Ray), prints one line per event with overall
 progress, and writes ``sweep_results.json`` next to the plan. Run directories are
 ``<root>/<name>/<run name>``; see :mod:`interp.sweep.spec` for the file format.
+
+Where the sweep has 3 or more seeds of one config, it ends with an across-seed table
+(:mod:`interp.seeds`: mean, 90% t interval of the mean and range of the seeds for the window,
+the share inside it and the formation lag), also stored in ``sweep_results.json``
+(``{"runs": [...], "across_seeds": [...]}``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from interp.checkpoints import write_json_atomic
 from interp.errors import ConfigError
 from interp.sweep.spec import Sweep, SweepRun, load_sweep, run_name
 
-__all__ = ["Sweep", "SweepRun", "load_sweep", "run_name", "run_sweep", "sweep_dirs"]
+__all__ = ["Sweep", "SweepRun", "load_sweep", "run_name", "run_sweep", "seed_summary", "sweep_dirs"]
 
 
 def sweep_dirs(sweep: Sweep, root: str | Path) -> dict[str, Path]:
@@ -61,11 +66,29 @@ def run_sweep(sweep: Sweep, root: str | Path = "checkpoints", backend: str = "lo
         runs = [r for r in json.loads(plan.read_text())["runs"] if r["name"] in todo]
         run_ray(runs, str(directory), sweep.analyze, sweep.ablation, address, cpus_per_run,
                 gpus_per_run, progress.event)
-    write_json_atomic(directory / "sweep_results.json", progress.results)
+    groups = seed_summary(sweep, directory)
+    write_json_atomic(directory / "sweep_results.json",
+                      {"runs": progress.results, "across_seeds": [g.to_dict() for g in groups]})
     failed = [r for r in progress.results if "error" in r]
     say(f"sweep {sweep.name}: {len(progress.results) - len(failed)} done, {len(failed)} failed, "
         f"{progress.elapsed():.0f} s")
+    if groups:
+        from interp.seeds import text_table
+
+        for line in text_table(groups):
+            say(line)
+        if not sweep.analyze and not all(g.has_interval for g in groups):
+            say("this sweep does not analyse its runs: 'interp analyze RUN --no-ablation' on each finished "
+                "run, then the same 'interp sweep' command again, gives the intervals")
     return progress.results
+
+
+def seed_summary(sweep: Sweep, directory: Path) -> list:
+    """The sweep's configs with 3 or more seeds (:class:`interp.seeds.SeedGroup`, estimates from
+    the runs that finished and were analysed); [] when no config has that many."""
+    from interp.seeds import MIN_SEEDS, seed_groups
+
+    return [g for g in seed_groups(directory / run.name for run in sweep.runs) if len(g.runs) >= MIN_SEEDS]
 
 
 def _complete(run_dir: Path, sweep: Sweep) -> bool:
