@@ -88,3 +88,41 @@ def head_grid(value: str, *, diverging: bool, height: int) -> Spec:
     text = {"mark": {"type": "text", "fontSize": 11},
             "encoding": {**base, "text": {"field": value, "type": "quantitative", "format": ".2f"}}}
     return {"height": height, "layer": [cells, text]}
+
+
+#: Vega's tableau10, the colours of the earlier heads; the previous-token head is drawn black.
+HEAD_COLOURS = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6",
+                "#9d755d", "#bab0ac"]
+
+
+def composition(x: str, y: str, colour: str, *, names: list[str], bold: str | None,
+                baseline: dict[str, float] | None, windows: list[dict[str, Any]], y_title: str,
+                height: int = 320) -> Spec:
+    """Lines of a head's composition with each earlier head (``colour``, values ``names``) over
+    log ``x``; the ``bold`` one (the previous-token head) black and thicker; the random baseline
+    as a dashed rule at ``baseline["mean"]`` in a grey band from ``baseline["low"]`` to
+    ``baseline["high"]``; the windows ({run, start, end}) shaded gold, off the colour scale so
+    that the legend holds only the earlier heads."""
+    palette = [HEAD_COLOURS[i % len(HEAD_COLOURS)] for i in range(len(names))]
+    encoding: Spec = {"x": _q(x, x, log=True), "y": _q(y, y_title),
+                      "color": _n(colour, scale={"domain": names, "range": [
+                          "black" if n == bold else c for n, c in zip(names, palette)]}),
+                      "tooltip": _tooltip(colour, x, y)}
+    if bold is not None:
+        encoding["strokeWidth"] = {"condition": {"test": f"datum['{colour}'] === '{bold}'", "value": 3.5},
+                                   "value": 1.5}
+    layers: list[Spec] = []
+    windows = [w for w in windows if w["start"] > 0]
+    if windows:
+        layers.append({"data": {"values": windows}, "mark": {"type": "rect", "color": "gold", "opacity": 0.3},
+                       "encoding": {"x": _q("start", x, log=True), "x2": {"field": "end"},
+                                    "tooltip": _tooltip("run", "start", "end")}})
+    if baseline is not None:
+        values = {"data": {"values": [{**baseline, "baseline": "random heads (mean, ±1 sd)"}]}}
+        tip = _tooltip("baseline", "mean", "low", "high")
+        layers += [{**values, "mark": {"type": "rect", "color": "gray", "opacity": 0.25},
+                    "encoding": {"y": _q("low", y_title), "y2": {"field": "high"}, "tooltip": tip}},
+                   {**values, "mark": {"type": "rule", "color": "gray", "strokeDash": [6, 4]},
+                    "encoding": {"y": _q("mean", y_title), "tooltip": tip}}]
+    layers.append({"mark": {"type": "line"}, "encoding": encoding, "params": PAN_ZOOM})
+    return {"height": height, "layer": layers}

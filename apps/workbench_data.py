@@ -212,6 +212,15 @@ def eigenvalues(checkpoint_path: str, layer: int, head: int) -> dict[str, np.nda
     return {k: v.numpy() for k, v in circuit_eigenvalues(model(checkpoint_path), layer, head).items()}
 
 
+@st.cache_resource(show_spinner="computing the random-head baseline...", max_entries=16)
+def k_baseline(d_model: int, d_head: int):
+    """K-composition of random heads at these widths (``interp.composition_trend.Baseline``:
+    mean and sd of single random pairs). Imports torch: for the head-detail view only."""
+    from interp.composition_trend import random_baseline
+
+    return random_baseline(d_model, d_head, "k")
+
+
 # --------------------------------------------------------------------------- pure helpers
 
 def fmt_tokens(value: Any) -> str:

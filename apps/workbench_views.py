@@ -296,6 +296,31 @@ def head_view(runs: list[Path]) -> None:
                             for kind in ("k", "q", "v") if f"composition_{kind}" in an}})
     st.subheader("Composition with earlier heads")
     st.dataframe(pd.DataFrame(rows), hide_index=True)
+    if "composition_k" in an:
+        _composition_over_training(run, an, layer, head)
+
+
+def _composition_over_training(run: Path, an: dict, layer: int, head: int) -> None:
+    """The head's K-composition with every earlier head over training, against random heads."""
+    from interp.composition_trend import composition_trend, describe
+
+    cfg = D.config(run)
+    win = D.window(run)
+    trend = composition_trend(an, layer, head, win, D.k_baseline(cfg.model.d_model, cfg.model.d_head))
+    names = {e.name: f"{e.name} (previous-token head)" if e is trend.previous else e.name for e in trend.earlier}
+    df = pd.concat([pd.DataFrame({"tokens": trend.tokens, "K-composition": e.series, "earlier head": names[e.name]})
+                    for e in trend.earlier])
+    b = trend.baseline
+    st.subheader("K-composition with earlier heads over training")
+    _chart(df, C.composition("tokens", "K-composition", "earlier head", names=list(names.values()),
+                             bold=names[trend.previous.name] if trend.previous else None,
+                             baseline={"mean": b.mean, "low": b.mean - b.sd, "high": b.mean + b.sd},
+                             windows=[{"run": D.run_label(run), "start": win[0], "end": win[1]}] if win else [],
+                             y_title="K-composition score"))
+    st.caption(f"{describe(trend)}. Dashed: the mean score of random Gaussian heads at d_model "
+               f"{b.d_model}, d_head {b.d_head}; grey band: ±1 sd of a single random pair ({b.n_samples} "
+               f"pairs). Bold black: the earlier-layer head with the highest previous-token score at the last "
+               f"checkpoint. Shaded: the phase-change window.")
 
 
 def _eigen_summary(checkpoint: str, layer: int, head: int, step: int) -> None:

@@ -7,8 +7,12 @@ Figures (one set per run, plus one PCA figure for all runs given):
   coloured by layer;
 - ``<run>_loss_by_position.png``: held-out loss at each token index over training (heatmap);
 - ``<run>_ablation.png``: change of the ICL score when each head is ablated, over training;
+- ``<run>_composition.png``: K-composition of each induction head with every earlier head over
+  training, against the random baseline (mean +- sd of random head pairs), the previous-token
+  head in bold (``interp.composition_trend``);
 - ``pca.png``: per-token-loss PCA trajectories of all runs given.
-Reads only the metrics file; computes nothing a measure function has not stored.
+Reads only the metrics file; computes nothing a measure function has not stored, except the
+composition baseline of random heads (from the run's d_model and d_head).
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import numpy as np
 
 from interp import store
 from interp.analysis import analysis_series
+from interp.composition_trend import Baseline, composition_trend, describe, random_baseline, window_from_phase
 from interp.errors import InterpError
 from interp.measures.icl import icl_band_score
 from interp.measures.pca import per_token_loss_pca
+from interp.runs import read_config
 from interp.summary import summarize
 
 LAYER_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
@@ -31,6 +37,12 @@ LAYER_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
 
 def phase_attrs(run_dir: Path) -> dict[str, Any]:
     return store.attrs(Path(run_dir), "phase")
+
+
+def _k_baseline(run_dir: Path) -> Baseline:
+    """K-composition of random heads at the run's widths (mean and sd of single pairs)."""
+    model = read_config(run_dir).model
+    return random_baseline(model.d_model, model.d_head, "k")
 
 
 def _rows(run_dir: Path) -> dict[str, np.ndarray]:
@@ -60,11 +72,12 @@ def text_report(run_dir: str | Path) -> str:
     if not np.isnan(bump):
         lines.append(f"loss bump  {bump / 1e6:.2f}M-{phase.get('bump_end_tokens') / 1e6:.2f}M tokens, "
                      f"{phase.get('bump_height', np.nan):.3f} nats above the convex hull")
-    lines += _head_lines(rows, phase)
+    wanted = "composition_k" in rows and any(layer >= 1 for layer, _ in _induction_heads(phase))
+    lines += _head_lines(rows, phase, _k_baseline(run_dir) if wanted else None)
     return "\n".join(lines)
 
 
-def _head_lines(rows: dict, phase: dict) -> list[str]:
+def _head_lines(rows: dict, phase: dict, baseline: Baseline | None = None) -> list[str]:
     found = str(phase.get("induction_heads", "")).strip()
     if not found:
         return ["induction  no head passes the induction rule (prefix matching and positive copying)"]
@@ -80,6 +93,9 @@ def _head_lines(rows: dict, phase: dict) -> list[str]:
                      f"copying {rows['copying_ov'][-1, layer, head]:+.2f}{ablated}; formed at "
                      f"{formed / 1e6:.2f}M tokens; lag to the ICL change {lag:+.3f} log10 tokens "
                      f"(90% interval {low:+.3f}..{high:+.3f})")
+        if "composition_k" in rows:
+            trend = composition_trend(rows, layer, head, window_from_phase(phase), baseline)
+            lines.append(f"           {describe(trend)}")
     return lines
 
 
@@ -173,6 +189,58 @@ def figure_ablation(run_dir: Path, rows: dict, phase: dict, out: Path) -> Path |
     return _save(fig, out / f"{run_dir.name}_ablation.png")
 
 
+def _induction_heads(phase: dict) -> list[tuple[int, int]]:
+    found = str(phase.get("induction_heads", "")).strip()
+    return [tuple(int(x) for x in name.split(".")) for name in found.split(",")] if found else []
+
+
+def figure_composition(run_dir: Path, rows: dict, phase: dict, out: Path, baseline: Baseline) -> Path | None:
+    """One panel per induction head (of layer >= 1): its K-composition with every earlier head
+    over training, the random baseline (dashed, band +- 1 sd of single random pairs), the
+    window shaded, the previous-token head in bold black, the others in colours of their own
+    (by layer when there are more than 8). None
+    without such a head."""
+    import matplotlib.pyplot as plt
+
+    heads = [h for h in _induction_heads(phase) if h[0] >= 1]
+    if "composition_k" not in rows or not heads:
+        return None
+    window = window_from_phase(phase)
+    cols = min(len(heads), 3)
+    n_rows = -(-len(heads) // cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(5.5 * cols, 4 * n_rows), squeeze=False)
+    for ax, (layer, head) in zip(axes.ravel(), heads):
+        trend = composition_trend(rows, layer, head, window, baseline)
+        ax.axhspan(baseline.mean - baseline.sd, baseline.mean + baseline.sd, color="gray", alpha=0.25, lw=0)
+        ax.axhline(baseline.mean, color="gray", ls="--", lw=1,
+                   label=f"random heads {baseline.mean:.3f} ± {baseline.sd:.3f} (sd)")
+        label_each = len(trend.earlier) <= 8  # else one colour and one legend entry per layer
+        for i, e in enumerate(trend.earlier):
+            if (e.layer, e.head) == trend.previous_token_head:
+                continue
+            ax.plot(trend.tokens, e.series, lw=1.2, alpha=0.8,
+                    color=f"C{i % 10}" if label_each else LAYER_COLOURS[e.layer % 8],
+                    label=f"head {e.name}" if label_each else (f"layer {e.layer}" if e.head == 0 else None))
+        prev = trend.previous
+        title = f"head {trend.name}"
+        if prev is not None:
+            ax.plot(trend.tokens, prev.series, color="black", lw=2.5,
+                    label=f"head {prev.name} (previous-token head)")
+            r = prev.rise
+            if np.isfinite(r.share):
+                what = "rise" if r.rises else "fall"
+                title += f": {100 * r.share:.0f}% of the {what} with {prev.name} inside the window"
+            elif not r.has_window:
+                title += " (no phase-change window)"
+            else:
+                title += f": no change with {prev.name}"
+        _over_tokens(ax, phase, "K-composition score", title)
+    for ax in axes.ravel()[len(heads):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{run_dir.name}: K-composition of each induction head with earlier heads")
+    return _save(fig, out / f"{run_dir.name}_composition.png")
+
+
 def figure_pca(run_dirs: list[Path], all_rows: list[dict], out: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -213,6 +281,8 @@ def write_figures(run_dirs: list[str | Path], out: str | Path | None = None) -> 
         written += [figure_icl_loss(run_dir, rows, phase, out), figure_heads(run_dir, rows, phase, out),
                     figure_loss_by_position(run_dir, rows, out)]
         written.append(figure_ablation(run_dir, rows, phase, out))
+        if "composition_k" in rows and any(layer >= 1 for layer, _ in _induction_heads(phase)):
+            written.append(figure_composition(run_dir, rows, phase, out, _k_baseline(run_dir)))
     if len({rows["per_token_loss"].shape[1] for rows in all_rows}) == 1:
         written.append(figure_pca(run_dirs, all_rows, out))
     return [p for p in written if p is not None]

@@ -75,6 +75,15 @@ def test_head_atlas_and_detail(monkeypatch, root):
     labels = [m.label for m in at.metric]
     assert any(label.startswith("OV circuit") for label in labels)
     assert any(label.startswith("token QK circuit") for label in labels)
+    # K-composition with every earlier head over training: the previous-token head in bold and
+    # the random baseline (dashed rule in a band), with its statistic in the caption
+    specs = [c.proto.spec for c in at.get("vega_lite_chart")]
+    composition = [s for s in specs if "previous-token head" in s]
+    assert len(composition) == 1
+    layers = json.loads(composition[0])["layer"]
+    assert {layer["mark"]["type"] for layer in layers} >= {"rect", "rule", "line"}
+    assert any("random heads" in json.dumps(layer.get("data", {})) for layer in layers)
+    assert any(c.value.startswith("K-composition with previous-token head 0.") for c in at.caption)
     at.select_slider[0].set_value(int(at.select_slider[0].options[1])).run()
     assert not at.exception
 
