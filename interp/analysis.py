@@ -12,7 +12,10 @@ data is measured on the same inputs:
   position) pairs among those for the per-token-loss vector;
 - repeated random tokens (25 x 4 after BOS, mid-frequency pool) for prefix matching,
   duplicate-token and empirical copying scores;
-- the first ``pattern_examples`` held-out sequences (real text) for previous-token scores.
+- the first ``pattern_examples`` held-out sequences (real text) for previous-token scores;
+- the copyable tokens (:func:`interp.measures.vocab.dataset_copyable_tokens`: seen in the
+  training data, minus BOS/EOS/EOT/pad and every other special token) over which both copying
+  scores are computed; stored once per run in group ``probes`` (``copying_tokens``).
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ import torch
 from interp import checkpoints, store
 from interp.data import load_dataset
 from interp.errors import CheckpointError, InterpError
-from interp.measures import ablation, circuits, heads
+from interp.measures import ablation, circuits, heads, vocab
 from interp.measures.icl import (band_half_width, icl_band_score, icl_indices, icl_score,
                                  per_token_losses)
 
 log = logging.getLogger("interp")
 GROUP = "analysis"
+PROBES_GROUP = "probes"  # run-level probe records (not series: no step axis)
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class Probes:
     pair_positions: torch.Tensor  # [pca_pairs] token indices >= 1
     late: int
     early: int
+    copyable: torch.Tensor | None = None  # [n] token ids the copying scores run over; None: all
 
 
 def build_probes(data, n_ctx: int, config: AnalysisConfig) -> Probes:
@@ -75,7 +80,8 @@ def build_probes(data, n_ctx: int, config: AnalysisConfig) -> Probes:
     pair_positions = rng.integers(1, n_ctx, size=config.pca_pairs)
     late, early = icl_indices(n_ctx)
     return Probes(data.heldout_batch(config.icl_examples, seed=config.seed), repeated,
-                  torch.from_numpy(pair_examples), torch.from_numpy(pair_positions), late, early)
+                  torch.from_numpy(pair_examples), torch.from_numpy(pair_positions), late, early,
+                  copyable=vocab.dataset_copyable_tokens(data))
 
 
 @torch.no_grad()
@@ -104,8 +110,9 @@ def analyze_checkpoint(model, probes: Probes, config: AnalysisConfig) -> dict[st
         "duplicate_token": heads.duplicate_token_score(repeated_patterns, repeated.seq_len,
                                                        repeated.repeats, repeated.offset).numpy(),
         "previous_token": heads.previous_token_score(text_patterns).numpy(),
-        "copying_ov": circuits.ov_copying_score(model).numpy(),
-        "copying_empirical": circuits.empirical_copying_score(model, repeated.tokens).numpy(),
+        "copying_ov": circuits.ov_copying_score(model, copyable=probes.copyable).numpy(),
+        "copying_empirical": circuits.empirical_copying_score(model, repeated.tokens,
+                                                              copyable=probes.copyable).numpy(),
     }
     for kind, scores in circuits.composition_scores(model).items():
         row[f"composition_{kind}"] = scores.numpy()
@@ -154,6 +161,7 @@ def _analyze_checkpoints(run_dir: Path, todo: list, probes: Probes, config: Anal
                          tokens_per_step: int, result: dict, progress: bool) -> None:
     from tqdm.auto import tqdm
 
+    _record_copying_tokens(run_dir, probes.copyable)
     for checkpoint in tqdm(todo, desc=f"analyze {run_dir.name}", disable=not progress, unit="ckpt"):
         try:
             model = checkpoints.load_model(checkpoint.path)
@@ -169,8 +177,55 @@ def _analyze_checkpoints(run_dir: Path, todo: list, probes: Probes, config: Anal
                                         "icl_early_index": probes.early,
                                         "prefix_matching_seq_len": probes.repeated.seq_len,
                                         "prefix_matching_repeats": probes.repeated.repeats,
-                                        "bos": probes.repeated.offset})
+                                        "bos": probes.repeated.offset, **_copying_attrs(probes.copyable)})
         result["analyzed"].append(checkpoint.step)
+
+
+def _copying_attrs(copyable: torch.Tensor | None) -> dict[str, Any]:
+    """The copyable set's rule and size, as attributes ("all" and -1 when every token is used)."""
+    if copyable is None:
+        return {"copying_tokens_rule": "all", "copying_tokens_count": -1}
+    return {"copying_tokens_rule": vocab.COPYABLE_RULE, "copying_tokens_count": int(copyable.numel())}
+
+
+def _record_copying_tokens(run_dir: Path, copyable: torch.Tensor | None) -> None:
+    """Store the copyable set once: ``probes/copying_tokens`` [n] int64 with attributes
+    ``copying_tokens_rule`` and ``copying_tokens_count``. Outside the ``analysis`` group, whose
+    datasets are all series over checkpoints (sorted and truncated by step).
+
+    Rows analysed before (by an interp that scored copying over every token, or with another
+    set) are not rescored: a warning says so and how to redo them.
+    """
+    if copyable is None:
+        return
+    ids = copyable.cpu().numpy().astype(np.int64)
+    if np.array_equal(stored_copying_tokens(run_dir), ids):
+        return  # the usual case: nothing to write
+    with store.update(run_dir) as handle:
+        group = handle.require_group(PROBES_GROUP)
+        old = group["copying_tokens"][()] if "copying_tokens" in group else None
+        analysed = GROUP in handle and "step" in handle[GROUP] and len(handle[GROUP]["step"]) > 0
+        if analysed:
+            before = "every token" if old is None else f"another set of {len(old)} tokens"
+            log.warning("%s: checkpoints analysed earlier scored copying over %s; new rows use %d "
+                        "copyable tokens (rule %s); run 'interp analyze --redo' to rescore them all",
+                        run_dir, before, len(ids), vocab.COPYABLE_RULE)
+        if old is not None:
+            del group["copying_tokens"]
+        group.create_dataset("copying_tokens", data=ids)
+        group.attrs.update(_copying_attrs(copyable))
+
+
+def stored_copying_tokens(run_dir: str | Path) -> np.ndarray | None:
+    """The run's recorded copyable set ``probes/copying_tokens`` [n] (None if not recorded: the
+    run was analysed by an interp that scored copying over every token, or not at all).
+    Pass it as ``copyable=`` to the copying measures to score a checkpoint as the analysis did."""
+    try:
+        with store.read(Path(run_dir)) as handle:
+            group = handle.get(PROBES_GROUP)
+            return None if group is None or "copying_tokens" not in group else group["copying_tokens"][()]
+    except store.StoreError:
+        return None
 
 
 def _matching_dataset(run_dir: Path, run_config):
@@ -189,7 +244,7 @@ def drop_analysis(run_dir: str | Path) -> None:
     """Delete the stored analysis and phase groups (training metrics are kept)."""
     checkpoints.read_config(Path(run_dir))  # a clear error for a missing or foreign directory
     with store.update(Path(run_dir)) as handle:
-        for group in (GROUP, "phase"):
+        for group in (GROUP, "phase", PROBES_GROUP):
             if group in handle:
                 del handle[group]
 

@@ -94,3 +94,41 @@ def repeated_sequence(d_vocab: int, length: int, batch: int = 8, seed: int = 0) 
     gen = torch.Generator().manual_seed(seed)
     rows = torch.stack([torch.randperm(d_vocab - 1, generator=gen)[:length] + 1 for _ in range(batch)])
     return torch.cat([torch.zeros(batch, 1, dtype=torch.long), rows, rows], dim=1)
+
+
+@torch.no_grad()
+def build_bos_suppressing_copier(d_vocab: int = 12, n_ctx: int = 24, copy_gain: float = 5.6,
+                                 bos_gain: float = -379.0, attn_scale: float = 30.0) -> Transformer:
+    """A 1-layer, 1-head attention-only model whose head copies every ordinary token and
+    strongly suppresses BOS (token 0), like the heads of trained smeared-key Markov models
+    (defaults: their measured diagonal averages, +5.6 for ordinary tokens, -379 for BOS).
+
+    Residual stream = TOK only (d_model = V, W_E = W_U = identity, no positions, no norm).
+    OV: ``W_E W_V W_O W_U = diag(bos_gain, copy_gain, ..., copy_gain)``, so over every token
+    its eigenvalues are that diagonal and its copying score is
+    ``((V - 1) copy_gain + bos_gain) / ((V - 1) |copy_gain| + |bos_gain|)`` (-0.72 with the
+    defaults), while over the ordinary tokens 1..V-1 it is exactly +1.
+    QK: a query with token t >= 1 scores ``attn_scale`` (after 1/sqrt(d_head)) on keys with
+    the same token t (slot t) and on the BOS key (slot V), 0 elsewhere; so on BOS + distinct
+    tokens each query i >= 1 attends half to itself and half to BOS.
+    """
+    V = d_vocab
+    d_head = V + 1
+    cfg = ModelConfig(n_layers=1, d_model=V, n_heads=1, d_head=d_head, n_ctx=n_ctx, d_vocab=V,
+                      attn_only=True, positional="none", normalization="none")
+    model = Transformer(cfg)
+    for param in model.parameters():
+        param.zero_()
+    vocab = torch.arange(V)
+    q_gain = attn_scale * math.sqrt(d_head)
+    model.embed.W_E[vocab, vocab] = 1.0
+    model.unembed.W_U[vocab, vocab] = 1.0
+    attn = model.blocks[0].attn
+    attn.W_Q[0, vocab[1:], vocab[1:]] = q_gain  # token t matches keys of token t ...
+    attn.W_K[0, vocab[1:], vocab[1:]] = 1.0
+    attn.W_Q[0, vocab[1:], V] = q_gain  # ... and the BOS key, equally
+    attn.W_K[0, 0, V] = 1.0
+    attn.W_V[0, vocab, vocab] = 1.0
+    attn.W_O[0, vocab, vocab] = copy_gain
+    attn.W_O[0, 0, 0] = bos_gain
+    return model

@@ -114,6 +114,41 @@ def test_analyze_checkpoint__works_on_a_transformer_bridge():
     assert row["ablation_icl_change"].shape == (2, 2) and np.isfinite(row["icl_score"])
 
 
+def test_analyze_checkpoint__scores_copying_over_the_probes_copyable_tokens():
+    # Catches: analyze_checkpoint not passing probes.copyable to the copying measures (the BOS-
+    # suppressing copier then scores -0.72 instead of +1, issue 9 item 1).
+    from tests.handbuilt import build_bos_suppressing_copier
+
+    model = build_bos_suppressing_copier(d_vocab=12, n_ctx=24)
+    repeated = heads.RepeatedTokens(heads.repeated_random_tokens(np.arange(1, 12), 4, 5, 3, bos_token_id=0), 5, 3, 1)
+    probes = Probes(heldout=torch.cat([torch.zeros(8, 1, dtype=torch.long), torch.randint(1, 12, (8, 23))], 1),
+                    repeated=repeated, pair_examples=torch.zeros(16, dtype=torch.long),
+                    pair_positions=torch.arange(1, 17), late=20, early=3, copyable=torch.arange(1, 12))
+    row = analyze_checkpoint(model, probes, FAST)
+    assert row["copying_ov"][0, 0] == pytest.approx(1.0, abs=1e-5)
+    probes.copyable = None  # every token, as before: the BOS->BOS entry wins
+    assert analyze_checkpoint(model, probes, FAST)["copying_ov"][0, 0] < 0
+
+
+def test_analyze_run__records_the_copyable_set_once_and_redo_drops_it(analysed_run, tmp_path):
+    # Catches: the set not recorded, recorded inside the per-checkpoint series (where sorting by
+    # step would scramble it), a set that keeps BOS, and --redo leaving a stale set behind.
+    from interp.analysis import PROBES_GROUP, drop_analysis, stored_copying_tokens
+
+    run_dir, _ = analysed_run
+    with store.read(run_dir) as handle:
+        assert "copying_tokens" not in handle["analysis"]
+        attrs = dict(handle[PROBES_GROUP].attrs)
+    states = tiny_config().data.markov_states  # BOS is id `states`
+    assert stored_copying_tokens(run_dir).tolist() == list(range(states))
+    assert attrs == {"copying_tokens_rule": "seen_minus_special", "copying_tokens_count": states}
+    assert analysis_series(run_dir)["attrs"]["copying_tokens_count"] == states
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    drop_analysis(copy)
+    assert stored_copying_tokens(copy) is None
+
+
 def test_train_with_analyze__analyses_each_checkpoint_as_it_is_written(tmp_path, monkeypatch):
     import interp.analysis as analysis_module
 

@@ -1,5 +1,10 @@
-"""OV copying scores and composition scores: against dense references, on a hand-built
-induction circuit, against the random baseline, and on a TransformerBridge."""
+"""OV copying scores and composition scores: against dense references, on hand-built circuits
+with analytic scores (an induction circuit, pure copiers / anti-copiers / rotations, a head
+that copies ordinary tokens but suppresses BOS, heads that compose exactly or not at all),
+against the random baseline's closed form, and on a TransformerBridge.
+
+Each analytic test names, in its docstring, the wrong implementations it catches; the main
+ones were checked by mutating interp/measures/circuits.py and watching the test fail."""
 
 from __future__ import annotations
 
@@ -7,18 +12,27 @@ import copy
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from interp.config import ModelConfig
 from interp.measures.circuits import (
+    circuit_eigenvalues,
     composition_baseline,
     composition_scores,
+    eigen_score,
     empirical_copying_score,
     ov_copying_score,
 )
+from interp.measures.vocab import COPYABLE_RULE, copyable_tokens, dataset_copyable_tokens, special_token_ids
 from interp.model import Transformer
-from tests.handbuilt import build_induction_model, induction_layout, repeated_sequence
+from tests.handbuilt import (
+    build_bos_suppressing_copier,
+    build_induction_model,
+    induction_layout,
+    repeated_sequence,
+)
 
 
 def random_model(n_layers=2, d_model=16, n_heads=2, d_head=4, d_vocab=10, n_ctx=16,
@@ -72,17 +86,178 @@ def test_handbuilt_layout(induction_model):
 
 # --------------------------------------------------------------------------- copying scores
 
-@pytest.mark.parametrize("d_vocab,d_head", [(10, 4), (6, 8)])
-def test_ov_copying_score_matches_dense_eigenvalues(d_vocab, d_head):
+def dense_ov(model, layer: int, head: int, copyable=None) -> torch.Tensor:
+    """The dense OV circuit W_E[S] W_V W_O W_U[:, S] [n, n] in float64 (S = every token if None)."""
+    W_E, W_U = model.W_E.detach().double(), model.W_U.detach().double()
+    if copyable is not None:
+        W_E, W_U = W_E[copyable], W_U[:, copyable]
+    return W_E @ model.W_V[layer, head].detach().double() @ model.W_O[layer, head].detach().double() @ W_U
+
+
+def nonzero_sorted(eig: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
+    """Eigenvalues with |lambda| > tol, sorted by (real, imag): a multiset to compare."""
+    eig = eig[eig.abs() > tol]
+    key = eig.real * 1e6 + eig.imag
+    return eig[key.argsort()]
+
+
+@pytest.mark.parametrize("copyable", [None, [1, 2, 3, 5, 8], [0, 9], [4]])
+@pytest.mark.parametrize("d_vocab,d_head", [(10, 4), (10, 12)])
+def test_ov_circuit_through_factors_equals_dense_eigenvalues(d_vocab, d_head, copyable):
+    """Ground truth by brute force: the nonzero eigenvalues of the dense circuit
+    W_E[S] W_V W_O W_U[:, S] [n, n] equal those from the d_head x d_head factor product (OV and
+    token QK), and the score is Re(sum)/sum|.| of them. d_head = 12 > n covers a factor product
+    with more zero eigenvalues than the dense matrix. Catches: a transposed factor
+    (W_O (W_U W_E)^T W_V), a wrong token-QK product (e.g. W_Q^T ... W_Q), restricting the
+    wrong axis of W_U, and ignoring ``copyable``."""
     model = random_model(d_vocab=d_vocab, d_head=d_head)
-    score = ov_copying_score(model)
+    index = None if copyable is None else torch.tensor(copyable)
+    score = ov_copying_score(model, copyable=index)
     assert score.shape == (2, 2) and score.dtype == torch.float32
     for layer, head in itertools.product(range(2), range(2)):
-        W_V, W_O = model.W_V[layer, head].double(), model.W_O[layer, head].double()
-        dense = model.W_E.double() @ W_V @ W_O @ model.W_U.double()  # [vocab, vocab]
-        eig = torch.linalg.eigvals(dense.detach())
-        expected = eig.sum().real / eig.abs().sum()
-        assert abs(score[layer, head].item() - expected.item()) < 1e-4
+        dense = torch.linalg.eigvals(dense_ov(model, layer, head, index))
+        expected = dense.sum().real / dense.abs().sum()
+        assert score[layer, head].item() == pytest.approx(expected.item(), abs=1e-5)
+        got = circuit_eigenvalues(model, layer, head, copyable=index)
+        assert torch.allclose(nonzero_sorted(got["ov"]), nonzero_sorted(dense), atol=1e-8)
+        W_E = model.W_E.detach().double() if index is None else model.W_E.detach().double()[index]
+        qk = W_E @ model.W_Q[layer, head].detach().double() @ model.W_K[layer, head].detach().double().T @ W_E.T
+        assert torch.allclose(nonzero_sorted(got["qk"]), nonzero_sorted(torch.linalg.eigvals(qk)), atol=1e-8)
+        assert eigen_score(got["ov"]) == pytest.approx(score[layer, head].item(), abs=1e-5)
+
+
+def single_head_model(ov: torch.Tensor) -> Transformer:
+    """1 layer, 1 head, W_E = W_U = identity (d_model = d_vocab = n), W_V = identity, W_O = ``ov``:
+    the head's full OV circuit on tokens is exactly ``ov`` [n, n]."""
+    n = ov.shape[0]
+    cfg = ModelConfig(n_layers=1, d_model=n, n_heads=1, d_head=n, n_ctx=8, d_vocab=n,
+                      positional="none", normalization="none")
+    model = Transformer(cfg)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.zero_()
+        model.embed.W_E.copy_(torch.eye(n))
+        model.unembed.W_U.copy_(torch.eye(n))
+        model.blocks[0].attn.W_V[0].copy_(torch.eye(n))
+        model.blocks[0].attn.W_O[0].copy_(ov)
+    return model
+
+
+def rotation(theta: float) -> torch.Tensor:
+    c, s = math.cos(theta), math.sin(theta)
+    return torch.tensor([[c, -s], [s, c]])
+
+
+@pytest.mark.parametrize("degrees", [0, 45, 90, 135, 180])
+def test_ov_copying_score_of_a_rotation_is_its_cosine(degrees):
+    """A rotation by theta has eigenvalues e^{+-i theta}: Re(sum)/sum|.| = cos(theta), i.e.
+    +1 (identity: copies), 0.707, 0 (90 degrees: writes an orthogonal token), -0.707, -1
+    (minus identity: suppresses). Catches: abs() missing in the denominator (sum lambda =
+    2 cos theta gives +-1 or 0/0), |sum lambda| or sum |Re lambda| as denominator (+-1),
+    abs() of the numerator (never negative), and the sign of the score."""
+    theta = math.radians(degrees)
+    model = single_head_model(rotation(theta))
+    assert ov_copying_score(model)[0, 0].item() == pytest.approx(math.cos(theta), abs=1e-6)
+    eig = circuit_eigenvalues(model, 0, 0)["ov"]
+    assert eigen_score(eig) == pytest.approx(math.cos(theta), abs=1e-6)
+    assert eig.abs().tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_ov_copying_score_mixed_signs_and_zero_head():
+    """diag(3, 1, -1): Re(sum) = 3, sum|.| = 5 -> 0.6 exactly (a denominator without abs gives
+    1.0; a mean of signs gives 1/3); a zero head is 0/0 := 0, not NaN."""
+    assert ov_copying_score(single_head_model(torch.diag(torch.tensor([3.0, 1.0, -1.0]))))[0, 0].item() \
+        == pytest.approx(0.6, abs=1e-6)
+    assert ov_copying_score(single_head_model(torch.zeros(3, 3)))[0, 0].item() == 0.0
+
+
+def test_bos_suppressing_copier__copies_over_the_copyable_set_and_not_over_every_token():
+    """The bug of issue 9 item 1, by hand: a head copying every ordinary token (+5.6 each) while
+    suppressing BOS (-379; the measured values of trained smeared-key Markov heads). Over the
+    copyable set (seen tokens minus BOS, built by the same function the analysis uses) it scores
+    exactly +1; over every token it scores (11 * 5.6 - 379) / (11 * 5.6 + 379) = -0.72: the
+    negative control, which is what the whole-vocabulary code reported. Catches: ignoring
+    ``copyable`` (or a copyable set that keeps BOS), in ov_copying_score and circuit_eigenvalues."""
+    model = build_bos_suppressing_copier(d_vocab=12)
+    counts = np.ones(12, dtype=np.int64)
+    counts[0] = 0  # a Markov dataset's counts: every state seen, BOS not counted
+    copyable = copyable_tokens(counts, special_ids=[0])
+    assert copyable.tolist() == list(range(1, 12))
+    restricted, everything = ov_copying_score(model, copyable=copyable), ov_copying_score(model)
+    assert restricted[0, 0].item() > 0.9
+    assert restricted[0, 0].item() == pytest.approx(1.0, abs=1e-6)
+    assert everything[0, 0].item() < 0
+    assert everything[0, 0].item() == pytest.approx((11 * 5.6 - 379) / (11 * 5.6 + 379), abs=1e-5)
+    assert eigen_score(circuit_eigenvalues(model, 0, 0, copyable=copyable)["ov"]) == pytest.approx(1.0, abs=1e-6)
+    assert eigen_score(circuit_eigenvalues(model, 0, 0)["ov"]) < 0
+    with pytest.raises(ValueError, match="must lie in"):
+        ov_copying_score(model, copyable=torch.tensor([1, 12]))
+    with pytest.raises(ValueError, match="distinct"):
+        ov_copying_score(model, copyable=torch.tensor([1, 1]))
+
+
+def test_bos_suppressing_copier__empirical_copying_over_the_copyable_set():
+    """On BOS + 11 distinct tokens each query attends half to itself, half to BOS (a = 1/2).
+    Over the copyable set the head raises only its own token: r = 0 off S and at BOS, so the
+    score is 1 - a = 0.5 exactly. Over every token, BOS's -189.5 logit drags the mean down to
+    -15.56 and inflates r on the 10 other tokens; the share falls to 0.0528 (analytic, below).
+    Catches: a mean or denominator over the whole vocabulary (gives 0.0528), counting attention
+    to BOS as copying (r_i[BOS] not zeroed off S with a mask that only changes the mean: gives
+    more than 0.5 when r[BOS] > 0), and ignoring ``copyable``."""
+    model = build_bos_suppressing_copier(d_vocab=12)
+    gen = torch.Generator().manual_seed(0)
+    body = torch.stack([torch.randperm(11, generator=gen) + 1 for _ in range(6)])
+    tokens = torch.cat([torch.zeros(6, 1, dtype=torch.long), body], dim=1)  # [6, 12]
+    copyable = torch.arange(1, 12)
+    assert empirical_copying_score(model, tokens, copyable=copyable)[0, 0].item() == pytest.approx(0.5, abs=1e-5)
+    g, G, V, a = 5.6, 379.0, 12, 0.5
+    mean = ((1 - a) * g - a * G) / V
+    r_own, r_other = (1 - a) * g - mean, -mean  # 10 other ordinary tokens; BOS: relu(-189.5 - mean) = 0
+    expected = (1 - a) * r_own / (r_own + (V - 2) * r_other)
+    everything = empirical_copying_score(model, tokens)[0, 0].item()
+    assert everything == pytest.approx(expected, abs=1e-5) and everything < 0.06
+    assert torch.allclose(empirical_copying_score(model, tokens, copyable=copyable).double(),
+                          loop_empirical_copying(model, tokens, copyable), atol=1e-5)
+
+
+def test_copyable_tokens__drop_bos_specials_and_unseen():
+    """The rule (COPYABLE_RULE): seen at least once in training, minus every special id.
+    Catches: keeping unseen (count 0) tokens, keeping BOS/EOT/pad, crashing on None or
+    out-of-range special ids, returning an unsorted or non-int64 set."""
+    counts = np.array([5, 0, 3, 1, 0, 7, 2, 9])  # ids 1 and 4 never seen
+    got = copyable_tokens(counts, special_ids=[7, None, 2, 99, -1])
+    assert got.tolist() == [0, 3, 5, 6] and got.dtype == torch.int64
+    assert copyable_tokens(counts).tolist() == [0, 2, 3, 5, 6, 7]
+    assert copyable_tokens(np.zeros(4, dtype=np.int64)).numel() == 0
+    assert COPYABLE_RULE == "seen_minus_special"
+
+
+def test_special_token_ids__read_the_dataset_and_its_tokenizer():
+    """BOS, the separator, the tokenizer's BOS/EOT and every token its backend marks special
+    (here a <pad> added to a trained BPE), and nothing else; a Markov dataset has only BOS.
+    Catches: forgetting the separator or the tokenizer's own specials (pad)."""
+    from types import SimpleNamespace
+
+    import tokenizers
+
+    from interp.config import DataConfig
+    from interp.data import MarkovDataset, train_bpe
+
+    markov = MarkovDataset(DataConfig(source="markov", markov_states=8), 16)
+    assert special_token_ids(markov) == [8]
+    assert dataset_copyable_tokens(markov).tolist() == list(range(8))
+
+    tok = train_bpe(["def f(x):\n    return x + 1\n"] * 20, vocab_size=300)
+    tok.fast.add_special_tokens([tokenizers.AddedToken("<pad>", special=True)])
+    pad = tok.fast.token_to_id("<pad>")
+    counts = np.ones(tok.fast.get_vocab_size(), dtype=np.int64)
+    data = SimpleNamespace(bos_token_id=tok.bos_token_id, fingerprint={"eot_token_id": tok.eot_token_id},
+                           tokenizer=tok, token_counts=lambda: counts)
+    assert special_token_ids(data) == sorted({tok.bos_token_id, pad})
+    kept = dataset_copyable_tokens(data)
+    assert tok.bos_token_id not in kept and pad not in kept and len(kept) == len(counts) - 2
+    plain = SimpleNamespace(bos_token_id=300, fingerprint={"eot_token_id": 299}, token_counts=lambda: counts)
+    assert special_token_ids(plain) == [299, 300]
 
 
 def test_copying_scores_on_handbuilt_model(induction_model):
@@ -112,30 +287,54 @@ def test_negative_copying_head_scores_minus_one(induction_model):
     assert emp[1, 1] < 0.1  # it raises the tokens it does NOT attend to
 
 
-def test_empirical_copying_matches_loop_reference():
-    """Explicit loops on a LayerNorm model, applying the cached ln_final scale (which the
-    function omits because it cancels from the ratio)."""
+def loop_empirical_copying(model, tokens: torch.Tensor, copyable=None) -> torch.Tensor:
+    """The empirical copying score by explicit loops over (layer, head, sequence, query), written
+    from the docstring: it applies the cached ln_final scale (which the function omits because
+    it cancels from the ratio), and restricts the mean, the sum and r to the copyable set S."""
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    keep = torch.zeros(model.cfg.d_vocab, dtype=torch.bool)
+    keep[torch.arange(model.cfg.d_vocab) if copyable is None else torch.as_tensor(copyable)] = True
+    _, cache = model.run_with_cache(tokens)
+    ln = "ln_final.hook_scale" in cache
+    ln_w = model.ln_final.w.detach().double() if ln else None
+    expected = torch.zeros(n_layers, n_heads, dtype=torch.float64)
+    for layer, head in itertools.product(range(n_layers), range(n_heads)):
+        z = cache[f"blocks.{layer}.attn.hook_z"][:, :, head].double()
+        pattern = cache[f"blocks.{layer}.attn.hook_pattern"][:, head].double()
+        shares = []
+        for b, i in itertools.product(range(tokens.shape[0]), range(1, tokens.shape[1])):
+            out = z[b, i] @ model.W_O[layer, head].detach().double()
+            if ln:
+                out = (out - out.mean()) / cache["ln_final.hook_scale"][b, i, 0].double() * ln_w
+            logits = out @ model.W_U.detach().double()
+            r = torch.where(keep, (logits - logits[keep].mean()).relu(), torch.zeros_like(logits))
+            target = sum(pattern[b, i, j] * r[tokens[b, j]] for j in range(i + 1))
+            shares.append(target / r.sum() if r.sum() > 0 else torch.tensor(0.0, dtype=torch.float64))
+        expected[layer, head] = torch.stack(shares).mean()
+    return expected.detach()
+
+
+@pytest.mark.parametrize("copyable", [None, [0, 2, 3, 5, 7, 8]])
+def test_empirical_copying_matches_loop_reference(copyable):
+    """On a LayerNorm model with random weights, over every token and over a subset."""
     model = random_model(d_vocab=9, normalization="layernorm", seed=1)
     with torch.no_grad():
         model.ln_final.w.uniform_(0.5, 1.5)
     tokens = random_tokens(9, 3, 7, seed=1)
-    _, cache = model.run_with_cache(tokens)
-    expected = torch.zeros(2, 2, dtype=torch.float64)
-    for layer, head in itertools.product(range(2), range(2)):
-        z = cache[f"blocks.{layer}.attn.hook_z"][:, :, head].double()
-        pattern = cache[f"blocks.{layer}.attn.hook_pattern"][:, head].double()
-        scale = cache["ln_final.hook_scale"].double()
-        shares = []
-        for b, i in itertools.product(range(tokens.shape[0]), range(1, tokens.shape[1])):
-            out = z[b, i] @ model.W_O[layer, head].double()
-            out = (out - out.mean()) / scale[b, i, 0] * model.ln_final.w.double()
-            logits = out @ model.W_U.double()
-            relu = (logits - logits.mean()).relu()
-            target = sum(pattern[b, i, j] * relu[tokens[b, j]] for j in range(i + 1))
-            shares.append(target / relu.sum())
-        expected[layer, head] = torch.stack(shares).mean()
-    got = empirical_copying_score(model, tokens, batch_size=2)
-    assert torch.allclose(got.double(), expected.detach(), atol=1e-5)
+    index = None if copyable is None else torch.tensor(copyable)
+    got = empirical_copying_score(model, tokens, batch_size=2, copyable=index)
+    assert torch.allclose(got.double(), loop_empirical_copying(model, tokens, index), atol=1e-5)
+
+
+def test_empirical_copying__attention_to_a_non_copyable_token_is_not_copying():
+    """A head that copies BOS positively (+20) and ordinary tokens (+5.6), on [BOS, t, t]:
+    query 1 attends to BOS and t equally -> share 1/2; query 2 to BOS, t, t -> 2/3; mean 7/12.
+    Catches: r not zeroed off S (a mask that changes only the mean counts the BOS share as
+    copying: 0.475 here), and a denominator over every token."""
+    model = build_bos_suppressing_copier(d_vocab=12, bos_gain=20.0)
+    tokens = torch.tensor([[0, 3, 3]])
+    got = empirical_copying_score(model, tokens, copyable=torch.arange(1, 12))[0, 0].item()
+    assert got == pytest.approx(7 / 12, abs=1e-5)
 
 
 # --------------------------------------------------------------------------- composition
@@ -188,19 +387,73 @@ def test_composition_on_handbuilt_model(induction_model):
         assert torch.isnan(s[1]).all() and torch.isnan(s[0, :, 0]).all()
 
 
-def test_composition_baseline_and_random_model():
-    base = composition_baseline(32, 16)
+def composing_model() -> Transformer:
+    """2 layers x 3 heads, d_model 8, d_head 2, no positions or norms; e_i = residual basis.
+
+    Layer 0: head 0.0 W_OV = e0 e2^T (reads 0, writes 2; rank 1, ||.|| = 1); head 0.1
+    W_OV = e0 e3^T + e1 e4^T (rank 2, ||.|| = sqrt 2); head 0.2 zero.
+    Layer 1: head 1.0 W_QK = e5 e2^T (its key reads what 0.0 writes), W_OV = e6 e7^T;
+    head 1.1 W_QK = e3 e6^T (its query reads one of 0.1's two directions), W_OV = e4 e7^T
+    (its value reads the other); head 1.2 W_QK = e6 k^T with k = cos(60) e2 + sin(60) e5
+    (its key half-reads 0.0's output), OV zero.
+
+    Exact scores [h1, h2] (l1 = 0, l2 = 1), from ||A B||_F / (||A||_F ||B||_F):
+    K = [[1, 0, 0.5], 0, 0], Q = 1/sqrt(2) at (0.1, 1.1), V = 1/sqrt(2) at (0.1, 1.1), all
+    others 0.
+    """
+    cfg = ModelConfig(n_layers=2, d_model=8, n_heads=3, d_head=2, n_ctx=8, d_vocab=8,
+                      positional="none", normalization="none")
+    model = Transformer(cfg)
+    e = torch.eye(8)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.zero_()
+        a0, a1 = model.blocks[0].attn, model.blocks[1].attn
+        a0.W_V[0, :, 0], a0.W_O[0, 0] = e[0], e[2]
+        a0.W_V[1, :, 0], a0.W_O[1, 0], a0.W_V[1, :, 1], a0.W_O[1, 1] = e[0], e[3], e[1], e[4]
+        a1.W_Q[0, :, 0], a1.W_K[0, :, 0], a1.W_V[0, :, 0], a1.W_O[0, 0] = e[5], e[2], e[6], e[7]
+        a1.W_Q[1, :, 0], a1.W_K[1, :, 0], a1.W_V[1, :, 0], a1.W_O[1, 0] = e[3], e[6], e[4], e[7]
+        theta = math.radians(60)
+        a1.W_Q[2, :, 0], a1.W_K[2, :, 0] = e[6], math.cos(theta) * e[2] + math.sin(theta) * e[5]
+    return model
+
+
+def test_composition_scores_of_heads_built_to_compose_exactly_or_not_at_all():
+    """Analytic ground truth (composing_model). Catches: K and Q swapped, W_QK used where the
+    K-score needs W_QK^T (K would read the query side: 1.0 would score 0 and 1.1 would score 1/2),
+    a missing or squared norm in the denominator (the rank-2 head gives 1 or 1/2 instead of
+    1/sqrt 2; the partial key 0.25 instead of 0.5), a trace-like shortcut (not a Frobenius norm
+    of the product), and NaN instead of 0 for a zero head."""
+    scores = composition_scores(composing_model())
+    r = 1 / math.sqrt(2)
+    expected = {"k": [[1, 0, 0.5], [0, 0, 0], [0, 0, 0]],
+                "q": [[0, 0, 0], [0, r, 0], [0, 0, 0]],
+                "v": [[0, 0, 0], [0, r, 0], [0, 0, 0]]}
+    for kind, table in expected.items():
+        assert torch.allclose(scores[kind][0, :, 1].double(), torch.tensor(table, dtype=torch.float64),
+                              atol=1e-6), (kind, scores[kind][0, :, 1])
+        assert torch.isnan(scores[kind][1]).all() and torch.isnan(scores[kind][0, :, 0]).all()
+
+
+@pytest.mark.parametrize("d_model,d_head", [(32, 16), (64, 8)])
+def test_composition_baseline_is_one_over_sqrt_d_model(d_model, d_head):
+    """Closed form for i.i.d. Gaussian heads: with A = W_V W_O, E[A^T A] = d_model d_head I, so
+    E||A X||^2 = d_model d_head E||X||^2 and E||A||^2 = d_model^2 d_head: the score's square is
+    about 1/d_model (whatever d_head; 1 to 2% off at these sizes, measured), for every kind.
+    Catches a wrong normalisation (one norm only, squared norms, a d_head factor), and K/Q/V
+    products of the wrong shapes; also determinism and the seed. A random model's scores sit on
+    the same value."""
+    base = composition_baseline(d_model, d_head, n_samples=64)
     assert set(base) == {"k", "q", "v"}
-    assert all(0 < x < 1 for x in base.values())
-    assert composition_baseline(32, 16) == base
-    assert composition_baseline(32, 16, seed=1) != base
-    model = random_model(n_layers=3, d_model=32, n_heads=4, d_head=16)  # i.i.d. Gaussian weights
-    scores = composition_scores(model)
-    for kind in "kqv":
-        valid = scores[kind][~torch.isnan(scores[kind])]
+    for value in base.values():
+        assert value * math.sqrt(d_model) == pytest.approx(1.0, abs=0.05)
+    assert composition_baseline(d_model, d_head, n_samples=64) == base
+    assert composition_baseline(d_model, d_head, n_samples=64, seed=1) != base
+    model = random_model(n_layers=3, d_model=d_model, n_heads=4, d_head=d_head)  # i.i.d. Gaussian weights
+    for kind, s in composition_scores(model).items():
+        valid = s[~torch.isnan(s)]
         assert valid.numel() == 3 * 16
-        assert 0.5 * base[kind] < valid.min() and valid.max() < 2 * base[kind]
-        assert abs(valid.mean().item() / base[kind] - 1) < 0.2
+        assert valid.mean().item() * math.sqrt(d_model) == pytest.approx(1.0, abs=0.1)
 
 
 # --------------------------------------------------------------------------- TransformerBridge
@@ -215,11 +468,20 @@ def bridge():
 
 
 def test_measures_run_on_transformer_bridge(bridge):
-    ov = ov_copying_score(bridge)
-    assert ov.shape == (2, 2) and torch.isfinite(ov).all() and ov.abs().max() <= 1
-    emp = empirical_copying_score(bridge, random_tokens(20, 8, 15))
-    assert emp.shape == (2, 2) and torch.isfinite(emp).all()
-    assert (emp >= 0).all() and (emp <= 1).all()
+    """The bridge's weights are read like ours: the OV score equals the dense eigenvalue
+    computation (whole vocabulary and a subset) and the empirical score equals the loop
+    reference (LayerNorm applied through the bridge's own hooks). Catches a weights adapter
+    that reads another layout (e.g. W_O transposed, grouped heads not expanded)."""
+    copyable = torch.tensor([1, 2, 4, 8, 16, 19])
+    for index in (None, copyable):
+        ov = ov_copying_score(bridge, copyable=index)
+        assert ov.shape == (2, 2)
+        for layer, head in itertools.product(range(2), range(2)):
+            eig = torch.linalg.eigvals(dense_ov(bridge, layer, head, index))
+            assert ov[layer, head].item() == pytest.approx((eig.sum().real / eig.abs().sum()).item(), abs=1e-5)
+        tokens = random_tokens(20, 4, 11)
+        emp = empirical_copying_score(bridge, tokens, copyable=index)
+        assert torch.allclose(emp.double(), loop_empirical_copying(bridge, tokens, index), atol=1e-5)
     scores = composition_scores(bridge)
     base = composition_baseline(32, 16, n_samples=8)
     for kind in "kqv":

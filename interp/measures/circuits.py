@@ -101,43 +101,77 @@ def _safe_ratio(num: Tensor, den: Tensor) -> Tensor:
 
 # --------------------------------------------------------------------------- copying
 
+def _token_index(copyable, d_vocab: int) -> Tensor | None:
+    """``copyable`` as a validated int64 CPU index [n] into the vocabulary (None: every token)."""
+    if copyable is None:
+        return None
+    index = torch.as_tensor(copyable, dtype=torch.long).flatten().cpu()
+    if index.numel() and (index.min() < 0 or index.max() >= d_vocab):
+        raise ValueError(f"copyable token ids must lie in [0, {d_vocab}); got {index.min()}..{index.max()}")
+    if index.unique().numel() != index.numel():
+        raise ValueError("copyable token ids must be distinct")
+    return index
+
+
+def _unembed_embed(w: _Weights, index: Tensor | None) -> Tensor:
+    """``W_U[:, S] W_E[S]`` [d_model, d_model] over the token set S (every token when None)."""
+    if index is None:
+        return w.W_U @ w.W_E
+    index = index.to(w.W_E.device)
+    return w.W_U[:, index] @ w.W_E[index]
+
+
 @torch.no_grad()
-def ov_copying_score(model) -> Float[Tensor, "layer head"]:
+def ov_copying_score(model, copyable: Int[Tensor, "n"] | None = None) -> Float[Tensor, "layer head"]:
     """Weight-based copying score of every head: Re(sum(lambda)) / sum(|lambda|) in [-1, 1].
 
-    lambda are the eigenvalues of the head's full OV circuit ``W_E W_V W_O W_U``
-    [d_vocab, d_vocab] (row convention; the paper's ``W_U W_O W_V W_E``). The dense vocab x vocab
-    matrix is never built: the circuit is ``FactoredMatrix(W_E W_V, W_O W_U)``, whose nonzero
-    eigenvalues are those of the small reverse product ``W_O W_U W_E W_V`` [d_head, d_head]
-    (``FactoredMatrix.eigenvalues``); we form that product as ``W_O (W_U W_E) W_V`` so that
-    nothing vocab-sized is stored per head. The remaining vocab eigenvalues are exactly 0 and
-    change neither sum. Positive = the head raises the logits of the tokens it attends to
+    lambda are the eigenvalues of the head's full OV circuit restricted to the copyable tokens
+    S, ``W_E[S] W_V W_O W_U[:, S]`` [n, n] (row convention; the paper's ``W_U W_O W_V W_E``):
+    entry (s, t) is how much attending to token s raises the logit of token t. ``copyable``
+    is S as integer token ids (:func:`interp.measures.vocab.copyable_tokens` gives the
+    analysis's set: tokens seen in training minus BOS/EOS/EOT/pad and other specials);
+    ``None`` keeps every token (the whole vocabulary, for models whose data is unknown).
+    Why restrict: trained models push BOS's own logit far down (a BOS->BOS entry of about
+    -379 beside ordinary diagonal entries of about +5.6), which alone flips the sign of the
+    whole-vocabulary score of heads that copy every ordinary token.
+
+    The dense n x n matrix is never built: the circuit is ``FactoredMatrix(W_E[S] W_V,
+    W_O W_U[:, S])``, whose nonzero eigenvalues are those of the small reverse product
+    ``W_O W_U[:, S] W_E[S] W_V`` [d_head, d_head]; we form it as ``W_O (W_U[:, S] W_E[S]) W_V``
+    so that nothing vocab-sized is stored per head. The remaining eigenvalues are exactly 0
+    and change neither sum. Positive = the head raises the logits of the tokens it attends to
     (copying), -1 = it lowers them.
 
     Choices: raw weights, no LayerNorm folded in (no ln1 / ln_final weights or scales), no
     biases; computed in float64; a head whose circuit is zero (sum |lambda| = 0) scores 0.
     """
     w = _weights(model)
-    unembed_embed = w.W_U @ w.W_E  # [d_model, d_model]
+    unembed_embed = _unembed_embed(w, _token_index(copyable, w.W_E.shape[0]))  # [d_model, d_model]
     small = w.W_O @ unembed_embed @ w.W_V  # W_O W_U W_E W_V: [layer, head, d_head, d_head]
     eig = torch.linalg.eigvals(small)
     return _safe_ratio(eig.sum(-1).real, eig.abs().sum(-1)).float().cpu()
 
 
 @torch.no_grad()
-def circuit_eigenvalues(model, layer: int, head: int) -> dict[str, Tensor]:
+def circuit_eigenvalues(model, layer: int, head: int, copyable: Int[Tensor, "n"] | None = None
+                        ) -> dict[str, Tensor]:
     """Nonzero eigenvalues of one head's full OV and token QK circuits, largest |lambda| first.
 
-    OV: ``W_E W_V W_O W_U`` [vocab, vocab] (as :func:`ov_copying_score`); positive real parts
-    mean the head raises the logits of the tokens it attends to.
-    QK: ``W_E W_Q W_K^T W_E^T`` [vocab, vocab], the token part of the attention score (query
+    Both circuits are restricted to the copyable tokens S (``copyable``, integer ids; ``None``
+    keeps the whole vocabulary), as in :func:`ov_copying_score`:
+    OV: ``W_E[S] W_V W_O W_U[:, S]`` [n, n]; positive real parts mean the head raises the
+    logits of the tokens it attends to.
+    QK: ``W_E[S] W_Q W_K^T W_E[S]^T`` [n, n], the token part of the attention score (query
     token x key token); positive real parts mean a token attends to copies of itself.
-    Both come from their d_head x d_head reverse products (the other eigenvalues are 0), in
-    float64 from raw weights, no LayerNorm folded in. Returns complex tensors [d_head].
+    Both come from their d_head x d_head reverse products ``W_O (W_U[:, S] W_E[S]) W_V`` and
+    ``W_K^T (W_E[S]^T W_E[S]) W_Q`` (the other eigenvalues are 0), in float64 from raw
+    weights, no LayerNorm folded in. Returns complex tensors [d_head].
     """
     w = _weights(model)
-    ov = w.W_O[layer, head] @ (w.W_U @ w.W_E) @ w.W_V[layer, head]
-    qk = w.W_K[layer, head].T @ (w.W_E.T @ w.W_E) @ w.W_Q[layer, head]
+    index = _token_index(copyable, w.W_E.shape[0])
+    W_E = w.W_E if index is None else w.W_E[index.to(w.W_E.device)]
+    ov = w.W_O[layer, head] @ _unembed_embed(w, index) @ w.W_V[layer, head]
+    qk = w.W_K[layer, head].T @ (W_E.T @ W_E) @ w.W_Q[layer, head]
     out = {}
     for name, small in (("ov", ov), ("qk", qk)):
         eig = torch.linalg.eigvals(small)
@@ -152,9 +186,15 @@ def eigen_score(eigenvalues) -> float:
 
 
 @torch.no_grad()
-def empirical_copying_score(model, tokens: Int[Tensor, "batch pos"], batch_size: int = 16
-                            ) -> Float[Tensor, "layer head"]:
+def empirical_copying_score(model, tokens: Int[Tensor, "batch pos"], batch_size: int = 16,
+                            copyable: Int[Tensor, "n"] | None = None) -> Float[Tensor, "layer head"]:
     """Empirical copying score of every head on ``tokens`` (random tokens the caller provides).
+
+    Every vocabulary operation below runs over the copyable tokens S only (``copyable``,
+    integer ids, as in :func:`ov_copying_score`; ``None`` = the whole vocabulary): the mean and
+    the sum over v are over v in S, and r_i[v] := 0 for v outside S, so attention to a BOS or
+    other non-copyable token counts as no copying. Otherwise one hugely suppressed logit (BOS)
+    drags the mean down and inflates r_i on every other token, diluting the share.
 
     For each head, sequence and query position i >= 1:
 
@@ -165,8 +205,8 @@ def empirical_copying_score(model, tokens: Int[Tensor, "batch pos"], batch_size:
        LayerNorm scale 1/sigma_i is NOT applied: it is a positive scalar per query and cancels
        exactly from the ratio in step 3, so applying the cached ``ln_final.hook_scale`` would
        give the same number;
-    2. ``r_i = relu(u_i - mean_v u_i[v])`` (mean over the vocabulary);
-    3. ``score_i = sum_j pattern[i, j] * r_i[tok_j] / sum_v r_i[v]`` (attention-weighted share
+    2. ``r_i = relu(u_i - mean_{v in S} u_i[v])`` on S, 0 off S;
+    3. ``score_i = sum_j pattern[i, j] * r_i[tok_j] / sum_{v in S} r_i[v]`` (attention-weighted share
        of the positive logit increase on the tokens the head attends to; 0/0 := 0, e.g. a head
        whose output W_U does not read).
 
@@ -181,6 +221,10 @@ def empirical_copying_score(model, tokens: Int[Tensor, "batch pos"], batch_size:
     W_O = w.W_O.float().to(device)
     W_U = w.W_U.float().to(device)
     ln_w, center = _final_norm(model)
+    keep = _token_index(copyable, w.W_E.shape[0])
+    mask = None  # [vocab] 1.0 on the copyable tokens
+    if keep is not None:
+        mask = torch.zeros(W_U.shape[-1], device=device).index_fill_(0, keep.to(device), 1.0)
     names = {f"blocks.{layer}.attn.{hook}" for layer in range(n_layers) for hook in ("hook_z", "hook_pattern")}
     total = torch.zeros(n_layers, model.cfg.n_heads, dtype=torch.float64)
     n_queries = 0
@@ -198,7 +242,12 @@ def empirical_copying_score(model, tokens: Int[Tensor, "batch pos"], batch_size:
             if ln_w is not None:
                 out = out * ln_w.to(device)
             logits = out @ W_U  # [batch, query, head, vocab]
-            pos_logits = (logits - logits.mean(-1, keepdim=True)).relu().transpose(1, 2)  # [b, h, q, v]
+            if mask is None:
+                pos_logits = (logits - logits.mean(-1, keepdim=True)).relu()
+            else:  # mean over S, then r := 0 off S
+                mean = (logits * mask).sum(-1, keepdim=True) / mask.sum().clamp_min(1.0)
+                pos_logits = (logits - mean).relu() * mask
+            pos_logits = pos_logits.transpose(1, 2)  # [b, h, q, v]
             index = chunk[:, None, None, :].expand(-1, pos_logits.shape[1], n_pos - 1, -1)
             on_attended = pos_logits.gather(-1, index)  # r_i[tok_j]: [batch, head, query, key]
             target = (pattern * on_attended).sum(-1)

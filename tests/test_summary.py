@@ -1,0 +1,100 @@
+"""The run summary (interp/summary.py) on hand-written metrics files: every number it prints
+must follow from the records it reads (issue 9, item 6)."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from interp import store
+from interp.phase import classify_induction_heads
+from interp.runs import update_run_info
+from interp.summary import summarize
+from tests.conftest import tiny_config
+
+RULE_THRESHOLD = inspect.signature(classify_induction_heads).parameters["prefix_threshold"].default
+
+
+def write_run(run_dir, n_layers=2, train=None, prefix_last=0.45, steps=5):
+    """A run directory with config.json, run.json and a metrics file (no checkpoints).
+
+    ``train``: the train records; default 5 records of 1,000 tokens each whose speeds differ
+    (so their median is not the run's rate). ``prefix_last``: the final prefix-matching score
+    of head (last layer).0, rising from 0.02 over 4 evaluations."""
+    config = tiny_config(model={"n_layers": n_layers})
+    config = replace(config, model=replace(config.model, d_vocab=9))
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(config.to_json())
+    update_run_info(run_dir, status="finished", device="cpu", precision="fp32")
+    if train is None:
+        train = {"step": [10, 20, 30, 40, 50], "tokens": [1000, 2000, 3000, 4000, 5000],
+                 "loss": [3.0, 2.5, 2.0, 1.8, 1.7], "lr": [1e-3] * 5, "grad_norm": [1.0] * 5,
+                 "tokens_per_second": [50.0, 100.0, 100.0, 200.0, 400.0],
+                 "wall_seconds": [25.0, 40.0, 55.0, 65.0, 72.5]}  # training + 5 s of checkpoint each
+    prefix = np.zeros((4, n_layers, 2), dtype=np.float32)
+    prefix[:, -1, 0] = np.linspace(0.02, prefix_last, 4)
+    evals = {"step": [0, 10, 30, 50], "tokens": [0, 1000, 3000, 5000], "val_loss": [3.0, 2.5, 2.0, 1.7],
+             "icl_score": [0.0, -0.1, -0.2, -0.3], "icl_score_stderr": [0.01] * 4, "prefix_matching": prefix}
+    with store.update(run_dir) as handle:
+        store.append(handle, "train", train)
+        store.append(handle, "eval", evals)
+        handle["eval"].attrs.update(icl_late_index=30, icl_early_index=3, n_examples=16)
+    return run_dir
+
+
+def trained_line(text: str) -> tuple[int, float, float, float | None]:
+    """(tokens, minutes of training, tokens/s, wall minutes or None) from the 'trained' line."""
+    line = next(l for l in text.splitlines() if l.startswith("trained"))
+    tokens = int(re.search(r"trained\s+([\d,]+) tokens", line).group(1).replace(",", ""))
+    minutes = float(re.search(r"([\d.]+) min of training", line).group(1))
+    rate = float(re.search(r"\(([\d,.]+) tokens/s", line).group(1).replace(",", ""))
+    wall = re.search(r"([\d.]+) min wall clock", line)
+    return tokens, minutes, rate, None if wall is None else float(wall.group(1))
+
+
+def test_summary__the_rate_is_the_runs_tokens_over_its_training_time(tmp_path):
+    # Catches the "8.1 min of training (52,425 tokens/s)" for 8.2M tokens bug: the median of the
+    # per-record speeds (100 here) beside a wall clock that includes evaluation and checkpoints
+    # (72.5 s): 100 tokens/s x 1.2 min is not 5,000 tokens. Training time is the sum of each
+    # record's tokens over its speed: 20 + 10 + 10 + 5 + 2.5 = 47.5 s, so 105 tokens/s.
+    tokens, minutes, rate, wall = trained_line(summarize(write_run(tmp_path / "run")))
+    assert tokens == 5000
+    assert rate * minutes * 60 == pytest.approx(tokens, rel=0.07)  # consistent up to rounding
+    assert rate == pytest.approx(5000 / 47.5, abs=0.5)
+    assert minutes == pytest.approx(47.5 / 60, abs=0.05)
+    assert wall is not None and wall == pytest.approx(72.5 / 60, abs=0.05)
+
+
+def test_summary__wall_clock_adds_up_the_processes_of_a_resumed_run(tmp_path):
+    # Catches taking the last wall_seconds of a resumed run (its clock restarts at 0 in the new
+    # process): 30 s + 20 s of wall clock, not 20 s.
+    train = {"step": [10, 20, 30, 40], "tokens": [1000, 2000, 3000, 4000], "loss": [3.0, 2.5, 2.0, 1.8],
+             "lr": [1e-3] * 4, "grad_norm": [1.0] * 4, "tokens_per_second": [100.0] * 4,
+             "wall_seconds": [12.0, 30.0, 11.0, 20.0]}
+    tokens, minutes, rate, wall = trained_line(summarize(write_run(tmp_path / "run", train=train)))
+    assert (tokens, rate) == (4000, 100.0)
+    assert wall is not None and wall == pytest.approx(50 / 60, abs=0.05)
+
+
+def test_summary__uses_the_induction_rules_threshold(tmp_path):
+    # Catches a second literal (0.5) beside the rule's 0.4: a layer-1 head at 0.45 passes the
+    # rule, so the summary must say so, quoting the rule's threshold.
+    text = summarize(write_run(tmp_path / "run", prefix_last=0.45))
+    line = next(l for l in text.splitlines() if l.startswith("induction"))
+    assert RULE_THRESHOLD == 0.4 and f"passes {RULE_THRESHOLD:g} prefix matching" in line
+    assert "a head of layer >= 1" in line
+    below = summarize(write_run(tmp_path / "low", prefix_last=0.35))
+    assert f"above {RULE_THRESHOLD:g}" in below and "passes" not in below
+
+
+def test_summary__a_one_layer_model_is_not_said_to_have_layer_1_heads(tmp_path):
+    # Catches "a head of layer >= 1" printed for a 1-layer model, whose only layer is 0.
+    text = summarize(write_run(tmp_path / "run", n_layers=1, prefix_last=0.45))
+    line = next(l for l in text.splitlines() if l.startswith("induction"))
+    assert "layer >= 1" not in line and "a head of layer 0 passes" in line
+    none = summarize(write_run(tmp_path / "low", n_layers=1, prefix_last=0.1))
+    assert "layer >= 1" not in none and "no head of layer 0" in none
