@@ -27,7 +27,7 @@ from interp.analysis import AnalysisConfig, analyze_checkpoint, analyze_run, bui
 from interp.data import load_dataset  # noqa: E402
 from interp.measures import ablation, circuits, heads  # noqa: E402
 from interp.measures.icl import per_token_losses  # noqa: E402
-from interp.train import autocast, pick_precision  # noqa: E402
+from interp.device import autocast, pick_precision  # noqa: E402
 
 
 def best_of(fn, repeats: int = 3) -> float:

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.reference import ReferenceModel  # noqa: E402
 from interp.config import preset  # noqa: E402
-from interp.train import _open_run, _train_step, autocast, learning_rate  # noqa: E402
+from interp.device import autocast  # noqa: E402
+from interp.train import _open_run, _train_step, learning_rate  # noqa: E402
 
 
 def reference_step(model, optimizer, data, step: int, config, device, dtype) -> None:

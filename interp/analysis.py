@@ -87,7 +87,7 @@ def build_probes(data, n_ctx: int, config: AnalysisConfig) -> Probes:
 @torch.no_grad()
 def analyze_checkpoint(model, probes: Probes, config: AnalysisConfig) -> dict[str, Any]:
     """Every per-checkpoint measure of one model, as a flat dict of numpy arrays / floats."""
-    from interp.train import autocast, pick_precision
+    from interp.device import autocast, pick_precision
 
     device = next(model.parameters()).device
     # Loss forward passes dominate the cost and run at training precision; attention patterns

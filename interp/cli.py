@@ -99,20 +99,37 @@ def _sweep(args: argparse.Namespace) -> int:
     return 1 if any("error" in r for r in results) else 0
 
 
+def analyse_each_checkpoint(run_dir: Path, step: int) -> None:
+    """The ``on_checkpoint`` callback that :func:`interp.train.train` gets for a run with
+    ``train.analyze``: analyse the checkpoint just written (``analyze_run`` is incremental, so
+    it measures only what is new) and update the phase statistics."""
+    from interp.analysis import analyze_run
+
+    analyze_run(run_dir, progress=False)
+
+
+def _on_checkpoint(config):
+    """What training should call after each checkpoint of a run with ``config``."""
+    return analyse_each_checkpoint if config.train.analyze else None
+
+
 def _train(args: argparse.Namespace) -> Path:
+    from interp.checkpoints import read_config
     from interp.config import build_config
     from interp.train import train
 
     if args.resume:
-        return train(None, args.resume, resume=True, progress=not args.no_progress)
+        return train(None, args.resume, resume=True, progress=not args.no_progress,
+                     on_checkpoint=_on_checkpoint(read_config(args.resume)))
     config = build_config(args.preset, args.config, args.overrides)
     name = args.name or f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return train(config, args.out / name, progress=not args.no_progress)
+    return train(config, args.out / name, progress=not args.no_progress,
+                 on_checkpoint=_on_checkpoint(config))
 
 
 def _quickstart(args: argparse.Namespace) -> Path:
     """Train ``preset`` into ``<out>/<preset>`` unless it finished already; resume it if it broke."""
-    from interp.checkpoints import list_checkpoints, run_status
+    from interp.checkpoints import list_checkpoints, read_config, run_status
     from interp.config import preset
     from interp.train import train
 
@@ -121,9 +138,10 @@ def _quickstart(args: argparse.Namespace) -> Path:
     if status == "finished":
         print(f"{run_dir} is already trained; showing its summary (delete it to train again)")
     elif status != "new" and list_checkpoints(run_dir):
-        train(None, run_dir, resume=True)
+        train(None, run_dir, resume=True, on_checkpoint=_on_checkpoint(read_config(run_dir)))
     else:
-        train(preset(args.preset), run_dir)
+        config = preset(args.preset)
+        train(config, run_dir, on_checkpoint=_on_checkpoint(config))
     return run_dir
 
 

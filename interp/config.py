@@ -187,6 +187,8 @@ class TrainConfig:
         log_every: steps between training-loss records in the metrics file.
         analyze: run ``interp analyze`` on each checkpoint as soon as it is written (adds a
             few seconds per checkpoint on a CPU; ``interp analyze RUN`` afterwards does the same).
+            ``interp train`` and sweeps do it through ``train(..., on_checkpoint=...)``; training
+            itself never imports the analysis.
     """
 
     seed: int = 0

@@ -20,10 +20,9 @@ import platform
 import socket
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -32,51 +31,14 @@ from tqdm.auto import tqdm
 from interp import checkpoints, store
 from interp.config import RunConfig, TrainConfig
 from interp.data import load_dataset
-from interp.errors import CheckpointError, ConfigError
+from interp.device import autocast, pick_device, pick_precision
+from interp.errors import CheckpointError
 from interp.measures.heads import (RepeatedTokens, middle_frequency_pool, prefix_matching,
                                    repeated_token_probe)
 from interp.measures.icl import icl_indices, icl_score, per_token_losses
 from interp.model import Transformer
 
 log = logging.getLogger("interp")
-
-
-# --------------------------------------------------------------------------- hardware
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA device is visible; use train.device=auto or cpu")
-    return torch.device(name)
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True where the CPU has bf16 matmul instructions (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
-    if name == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
-    if name == "fp16" and device.type != "cuda":
-        raise ConfigError("train.precision=fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 # --------------------------------------------------------------------------- optimisation
@@ -122,18 +84,31 @@ class Run:
     probe: RepeatedTokens | None = None
 
 
+CheckpointCallback = Callable[[Path, int], None]
+"""``on_checkpoint(run_dir, step)``: called after each checkpoint is written and complete."""
+
+
 def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False,
-          progress: bool = True) -> Path:
+          progress: bool = True, on_checkpoint: CheckpointCallback | None = None) -> Path:
     """Train ``config`` into ``run_dir``, or with ``resume`` (and ``config=None``: the run's
     own config.json is used) continue it from its last good checkpoint.
+
+    ``on_checkpoint(run_dir, step)`` is called after every checkpoint this call writes (its
+    metrics flushed, the checkpoint complete), before training goes on; its time is not
+    counted in tokens/s. Training knows nothing of analysis: ``train.analyze`` ("analyse each
+    checkpoint as it lands") is honoured by the callers that hand a callback for it (the CLI,
+    the sweep worker); a direct call without one only logs that nothing is analysed.
 
     Returns the run directory. Raises InterpError subclasses for bad input.
     """
     run = _open_run(config, Path(run_dir), resume)
+    if run.config.train.analyze and on_checkpoint is None:
+        log.warning("train.analyze is set but no on_checkpoint callback was given: checkpoints are "
+                    "not analysed as they land; run 'interp analyze %s' afterwards", run.directory)
     checkpoints.update_run_info(run.directory, status="training", pid=os.getpid(),
                                 host=socket.gethostname(), schedule=run.schedule)
     try:
-        _loop(run, progress)
+        _loop(run, progress, on_checkpoint)
     except BaseException as err:
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
         checkpoints.update_run_info(run.directory, status=status, error=repr(err)[:500])
@@ -142,7 +117,7 @@ def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False,
     return run.directory
 
 
-def _loop(run: Run, progress: bool) -> None:
+def _loop(run: Run, progress: bool, on_checkpoint: CheckpointCallback | None = None) -> None:
     train_cfg = run.config.train
     # Redraw often on a terminal, rarely in a log file (CI, nohup).
     interval = 0.5 if sys.stderr.isatty() else 30.0
@@ -155,6 +130,8 @@ def _loop(run: Run, progress: bool) -> None:
         if run.step in scheduled:
             paused = time.perf_counter()
             _checkpoint(run)
+            if on_checkpoint is not None:
+                on_checkpoint(run.directory, run.step)
             window_start += time.perf_counter() - paused  # tokens/s counts training only
         if run.step == train_cfg.steps:
             break
@@ -210,10 +187,6 @@ def _checkpoint(run: Run) -> None:
                "scaler_scale": float(run.scaler.get_scale()) if run.scaler.is_enabled() else None,
                "saved_at": time.time()}
     checkpoints.save_checkpoint(run.directory, run.model, run.optimizer, trainer, _rng_tensors())
-    if run.config.train.analyze:
-        from interp.analysis import analyze_run  # analysis imports training helpers
-
-        analyze_run(run.directory, progress=False)
 
 
 @torch.no_grad()

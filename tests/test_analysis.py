@@ -149,12 +149,41 @@ def test_analyze_run__records_the_copyable_set_once_and_redo_drops_it(analysed_r
     assert stored_copying_tokens(copy) is None
 
 
-def test_train_with_analyze__analyses_each_checkpoint_as_it_is_written(tmp_path, monkeypatch):
+def test_cli_train_with_analyze__analyses_each_checkpoint_as_it_is_written(tmp_path, monkeypatch):
+    # Catches: the CLI not handing training its on_checkpoint callback for train.analyze (training
+    # itself no longer imports the analysis), or the callback running before the checkpoint is
+    # complete or only at the end of the run.
     import interp.analysis as analysis_module
+    from interp.analysis import analyzed_steps
 
     monkeypatch.setattr(analysis_module, "AnalysisConfig", lambda: FAST)  # the tiny sample sizes
     monkeypatch.setattr(analysis_module.analyze_run, "__defaults__", (FAST, True))
-    config = tiny_config(train={"analyze": True, "steps": 12})
-    run_dir = train(config, tmp_path / "live", progress=False)
+    real, seen = cli.analyse_each_checkpoint, []
+
+    def watched(run_dir, step):
+        real(run_dir, step)
+        seen.append(step)
+        assert analyzed_steps(run_dir) == {c.step for c in checkpoints.list_checkpoints(run_dir)}
+
+    monkeypatch.setattr(cli, "analyse_each_checkpoint", watched)
+    args = ["train", "markov", "model.n_layers=2", "model.d_model=32", "model.n_heads=2", "model.d_head=16",
+            "model.n_ctx=32", "markov_states=8", "batch_size=8", "eval_examples=16", "precision=fp32",
+            "log_checkpoints=4", "linear_checkpoints=3", "steps=12", "train.analyze=true",
+            "--out", str(tmp_path), "--name", "live", "--no-progress"]
+    assert cli.main(args) == 0
+    run_dir = tmp_path / "live"
+    assert seen == [c.step for c in checkpoints.list_checkpoints(run_dir)]
     analysed = sorted(int(s) for s in analysis_series(run_dir)["step"])
-    assert analysed == [c.step for c in checkpoints.list_checkpoints(run_dir)]
+    assert analysed == seen
+
+
+def test_train_without_a_callback__analyses_nothing_and_says_so(tmp_path, caplog):
+    # Catches: training importing and running the analysis itself (the old train <-> analysis
+    # cycle), or dropping train.analyze silently when no callback was handed to it.
+    from interp.analysis import analyzed_steps
+
+    config = tiny_config(train={"analyze": True, "steps": 4})
+    with caplog.at_level("WARNING", logger="interp"):
+        run_dir = train(config, tmp_path / "plain", progress=False)
+    assert analyzed_steps(run_dir) == set()
+    assert "no on_checkpoint callback" in caplog.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from transformer_lens import ActivationCache, FactoredMatrix
@@ -84,6 +86,38 @@ def test_smeared_key__mixes_previous_key_and_leaves_position_zero():
     keep = torch.sigmoid(attn.smear_alpha)[None, :, None]
     torch.testing.assert_close(smeared[:, 0], keys[:, 0])
     torch.testing.assert_close(smeared[0, 3], keep[0] * keys[0, 3] + (1 - keep[0]) * keys[0, 2])
+
+
+def test_smeared_key__weights_own_key_by_sigmoid_alpha_at_nonzero_alpha():
+    # Catches: swapping sigmoid(alpha) and 1 - sigmoid(alpha) (invisible at alpha = 0, where
+    # both are 1/2, the only value the test above sees), mixing with the next key instead of
+    # the previous one, wrapping position 0 around (roll), or sharing one alpha across heads.
+    # Convention (Olsson et al. 2022, smeared keys; interp.model docstring):
+    #   k'_j = sigmoid(alpha_h) k_j + (1 - sigmoid(alpha_h)) k_{j-1},  k'_0 = k_0.
+    model = build(smeared_key=True, positional="learned")  # keys read ln1's output alone
+    attn = model.blocks[0].attn
+    alphas = [2.0, -1.0, 0.5, -3.0]
+    with torch.no_grad():
+        attn.smear_alpha.copy_(torch.tensor(alphas))
+    keys = torch.randn(2, 6, 4, 8)
+    smeared = attn.smear(keys)
+    for head, alpha in enumerate(alphas):
+        own = 1 / (1 + math.exp(-alpha))  # sigmoid by hand, not through the model's code
+        for pos in range(6):
+            expected = keys[:, 0, head] if pos == 0 else own * keys[:, pos, head] + (1 - own) * keys[:, pos - 1, head]
+            torch.testing.assert_close(smeared[:, pos, head], expected)
+    # The limits say the same without arithmetic: alpha -> +inf keeps each key, -inf takes the previous one.
+    with torch.no_grad():
+        attn.smear_alpha.copy_(torch.tensor([30.0, -30.0, 30.0, -30.0]))
+    smeared = attn.smear(keys)
+    torch.testing.assert_close(smeared[:, :, 0], keys[:, :, 0])
+    torch.testing.assert_close(smeared[:, 1:, 1], keys[:, :-1, 1])
+    # And the forward pass uses it: the keys in hook_k are the smeared projections.
+    tokens = torch.randint(0, 40, (2, 24))
+    _, cache = model.run_with_cache(tokens)
+    raw = torch.einsum("bpd,hdk->bphk", cache["blocks.0.ln1.hook_normalized"], attn.W_K) + attn.b_K
+    torch.testing.assert_close(cache["blocks.0.attn.hook_k"], attn.smear(raw), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(cache["blocks.0.attn.hook_k"], raw, atol=1e-3)  # smearing did something
 
 
 def test_shortformer__positions_reach_queries_and_keys_but_not_values():

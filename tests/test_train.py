@@ -83,6 +83,30 @@ def test_starting_over_an_existing_run__is_refused(tmp_path):
         training.train(config, tmp_path / "run", progress=False)
 
 
+def test_on_checkpoint__called_once_per_checkpoint_after_it_is_complete(tmp_path):
+    # Catches: the callback called before the checkpoint or its metrics are written, called
+    # twice or skipped, or (on resume) called again for the checkpoint the run resumed from.
+    calls = []
+
+    def on_checkpoint(run_dir, step):
+        assert checkpoints.last_good_checkpoint(run_dir).step == step
+        assert store.series(run_dir, "eval")["step"][-1] == step
+        calls.append(step)
+
+    config = tiny_config(train={"steps": 12})
+    schedule = checkpoints.checkpoint_schedule(config.train)
+    run_dir = training.train(config, tmp_path / "run", progress=False, on_checkpoint=on_checkpoint)
+    assert calls == schedule == [c.step for c in checkpoints.list_checkpoints(run_dir)]
+    # A resume from a middle checkpoint calls it for the checkpoints it writes, and only those.
+    import shutil
+
+    for later in checkpoints.list_checkpoints(run_dir)[3:]:
+        shutil.rmtree(later.path)
+    calls.clear()
+    training.train(None, run_dir, resume=True, progress=False, on_checkpoint=on_checkpoint)
+    assert calls == schedule[3:]
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "interp.cli", *args]
 

@@ -48,11 +48,14 @@ def run_one(config: dict[str, Any], run_dir: str, analyze: bool = True, ablation
     action = plan_action(path, wanted)
     if action == "busy":
         return run_result(path, action, started)
+    # train.analyze in the sweep's config: analyse each checkpoint as it lands (the saved
+    # config of a resumed run equals ``wanted``: plan_action checked it).
+    on_checkpoint = _analyse_each_checkpoint if wanted.train.analyze else None
     if action == "trained":
         _move_aside_if_empty(path)
-        train(wanted, path, progress=False)
+        train(wanted, path, progress=False, on_checkpoint=on_checkpoint)
     elif action == "resumed":
-        train(None, path, resume=True, progress=False)
+        train(None, path, resume=True, progress=False, on_checkpoint=on_checkpoint)
     if analyze and checkpoints.run_status(path) == "finished":
         from interp.analysis import AnalysisConfig, analyze_run
 
@@ -60,6 +63,14 @@ def run_one(config: dict[str, Any], run_dir: str, analyze: bool = True, ablation
         if action == "skipped" and done["analyzed"]:
             action = "analysed"  # trained before, analysed now
     return run_result(path, action, started)
+
+
+def _analyse_each_checkpoint(run_dir: Path, step: int) -> None:
+    """``train(on_checkpoint=...)`` for a run with ``train.analyze``: analyse the checkpoint just
+    written (incremental: only what is new), with the default AnalysisConfig as ``interp train``."""
+    from interp.analysis import analyze_run
+
+    analyze_run(run_dir, progress=False)
 
 
 def plan_action(path: Path, wanted: RunConfig) -> str:
