@@ -10,10 +10,10 @@ import h5py
 import numpy as np
 import pytest
 
-from interp.phase import (LossBump, PhaseReport, PhaseWindow, analyse_phase, classify_induction_heads,
-                          formation_lag, formation_time, local_linear, loss_bump, lower_hull,
-                          phase_change_window)
-from interp.phase.noise import NoiseModel, block_bootstrap, estimate_noise
+from interp.phase import (MIN_Z, LossBump, PhaseReport, PhaseWindow, analyse_phase,
+                          classify_induction_heads, formation_lag, formation_time, local_linear,
+                          loss_bump, lower_hull, phase_change_window)
+from interp.phase.noise import NoiseModel, SmootherNoise, block_bootstrap
 from interp.phase.synthetic import DEFAULT_RUN_TOKENS, NULLS, drop_series, null_series
 
 CENTRE = 3e6
@@ -89,7 +89,7 @@ def test_window__an_abrupt_drop_inside_the_run_is_not_open_ended():
 def test_window__every_candidate_is_tried_not_only_the_steepest():
     """A steeper candidate that fails the gates (here a rise and fall of 0.5 nats early on)
     must not hide a later real drop: the old rule returned None after the first candidate."""
-    y = -0.3 * sigmoid(CENTRE) + 0.5 * (sigmoid(4e5) - sigmoid(8e5)) + noise(0.02)
+    y = -0.3 * sigmoid(CENTRE) + 0.5 * (sigmoid(1e5) - sigmoid(2e5)) + noise(0.02)
     window = phase_change_window(TOKENS, y)
     assert window is not None and window.start_tokens < CENTRE < window.end_tokens
 
@@ -120,8 +120,19 @@ REAL_PREFIX = np.array([
     0.765, 0.783, 0.780, 0.777, 0.772, 0.780, 0.778, 0.804, 0.759, 0.765, 0.767])
 
 
+# This single-index quick-eval series (128 sequences, ~0.07 nats of noise) is far noisier than
+# the band score the analysis uses; under the AR(1) noise model its drop has z ~5, below MIN_Z,
+# so the location tests below lower the thresholds (LOOSE) and check where the window is.
+LOOSE = {"min_z": 4.0, "min_step_z": 3.0}
+
+
+def test_default_run__quick_eval_series_is_below_the_calibrated_threshold():
+    assert phase_change_window(REAL_TOKENS, REAL_ICL) is None
+    assert 4 < phase_change_window(REAL_TOKENS, REAL_ICL, **LOOSE).z < MIN_Z
+
+
 def test_default_run__window_brackets_the_abrupt_drop_despite_the_later_drift():
-    window = phase_change_window(REAL_TOKENS, REAL_ICL)
+    window = phase_change_window(REAL_TOKENS, REAL_ICL, **LOOSE)
     assert window is not None
     assert 2.4e6 <= window.start_tokens <= 2.8e6 and 3.2e6 <= window.end_tokens <= 3.6e6
     assert 2.8e6 <= window.peak_tokens <= 3.1e6
@@ -130,7 +141,7 @@ def test_default_run__window_brackets_the_abrupt_drop_despite_the_later_drift():
 
 
 def test_default_run__head_forms_with_the_icl_drop():
-    window = phase_change_window(REAL_TOKENS, REAL_ICL)
+    window = phase_change_window(REAL_TOKENS, REAL_ICL, **LOOSE)
     formed = formation_time(REAL_TOKENS, REAL_PREFIX)
     assert 3.0e6 < formed < 3.4e6  # crosses half of its final 0.77 between 3.11M and 3.28M
     lag = formation_lag(formed, window, REAL_TOKENS, REAL_ICL, REAL_TOKENS, REAL_PREFIX, n_boot=300)
@@ -350,14 +361,22 @@ def test_markov_run__found_for_every_bandwidth_and_with_checkpoints_dropped(band
 # --------------------------------------------------------------------------- the noise model
 
 @pytest.mark.parametrize("rho", [0.0, 0.5, 0.8])
-def test_estimate_noise__recovers_rho_and_sigma_of_ar1(rho):
-    """Catches a missing small-sample correction (r1 alone is ~(1 + 3 rho)/m too low) or a
-    sigma that ignores the fitted parameters; averaged over draws so the check is tight."""
+def test_smoother_noise__recovers_rho_and_sigma_of_ar1_despite_the_smoother(rho):
+    """The smoother follows slow noise, so its raw residuals look less correlated than the
+    noise is (negative control: their plain lag-one correlation is far below rho); the
+    bias-corrected estimate recovers rho and sigma (medians over draws: one series of 70 gives
+    a noisy rho, and sigma, read through it, has a long upper tail)."""
+    x = np.log10(TOKENS)
+    level_map, _ = local_linear(x)
     rng = np.random.default_rng(1)
-    draws = NoiseModel(0.1, rho).draw(rng, (400,), 200)
-    fits = [estimate_noise(d - d.mean(), n_params=1) for d in draws]
-    assert np.mean([f.rho for f in fits]) == pytest.approx(rho, abs=0.04)
-    assert np.mean([f.sigma for f in fits]) == pytest.approx(0.1, rel=0.1 if rho < 0.8 else 0.2)
+    draws = NoiseModel(0.1, rho).draw(rng, (200,), x.size)
+    keep = np.ones(x.size, bool)
+    fits = [SmootherNoise(level_map, d).model(keep) for d in draws]
+    assert np.median([f.rho for f in fits]) == pytest.approx(rho, abs=0.08)
+    assert np.median([f.sigma for f in fits]) == pytest.approx(0.1, rel=0.15)
+    if rho >= 0.5:
+        naive = [np.corrcoef(r[1:], r[:-1])[0, 1] for r in (d - level_map @ d for d in draws)]
+        assert np.mean(naive) < rho - 0.25
 
 
 def test_noise_model__sd_of_a_difference_follows_ar1_covariance():

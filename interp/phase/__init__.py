@@ -23,14 +23,14 @@ One module per question:
 from interp.phase.bump import LossBump, loss_bump, lower_hull
 from interp.phase.heads import classify_induction_heads, formation_time
 from interp.phase.lag import Lag, formation_lag
-from interp.phase.noise import NoiseModel, block_bootstrap, estimate_noise
+from interp.phase.noise import NoiseModel, SmootherNoise, block_bootstrap
 from interp.phase.report import PhaseReport, analyse_phase
 from interp.phase.smoothing import BANDWIDTH, local_linear, noise_sd
 from interp.phase.window import MIN_Z, PhaseWindow, phase_change_window
 
 __all__ = [
     "BANDWIDTH", "MIN_Z", "Lag", "LossBump", "NoiseModel", "PhaseReport", "PhaseWindow",
-    "analyse_phase", "block_bootstrap", "classify_induction_heads", "estimate_noise",
+    "SmootherNoise", "analyse_phase", "block_bootstrap", "classify_induction_heads",
     "formation_lag", "formation_time", "local_linear", "loss_bump", "lower_hull", "noise_sd",
     "phase_change_window",
 ]

@@ -9,11 +9,10 @@ i-th checkpoint (in checkpoint order, whatever the spacing) follows
     e_i = rho e_{i-1} + u_i,   u_i ~ N(0, sigma^2 (1 - rho^2)),   so Var e_i = sigma^2,
     Cov(e_i, e_j) = sigma^2 rho^|i - j|.
 
-rho and sigma are estimated from the residuals of the model fitted to the series
-(:func:`estimate_noise`): a stiff parametric fit (a few parameters over dozens of
-checkpoints) leaves slow noise in its residuals, where a flexible smoother would follow it
-and hide it. White noise gives rho ~ 0, a random walk rho near 1 (clipped to ``RHO_MAX``,
-where the model is a random walk over the span of any window).
+rho and sigma are estimated from the residuals of the smoother that the window rule uses
+(:class:`SmootherNoise`), with the smoother's own bias removed: a smoother follows slow noise
+and hides it, which is why its raw residuals make correlated noise look white. White noise
+gives rho ~ 0, a random walk rho near 1 (clipped to ``RHO_MAX``).
 """
 
 from __future__ import annotations
@@ -56,29 +55,50 @@ class NoiseModel:
         return self.sigma * out
 
 
-def estimate_noise(residuals: Float[np.ndarray, "checkpoint"], n_params: int = 0,
-                   rho_max: float = RHO_MAX) -> NoiseModel:
-    """AR(1) noise from the residuals of a least-squares fit with ``n_params`` parameters.
+RHO_GRID = np.linspace(0.0, RHO_MAX, 50)
 
-    rho = r_1 + (1 + 3 r_1) / m, the lag-one autocorrelation of the m residuals corrected for
-    its small-sample bias (Marriott & Pope 1954: E r_1 ~ rho - (1 + 3 rho) / m), clipped to
-    [0, ``rho_max``]; sigma^2 = RSS / (m - n_params). Negative correlation is clipped to 0: it
-    would claim that neighbours cancel each other's noise, which overstates evidence. Fewer
-    than n_params + 3 residuals give sigma = NaN. A fit that misses part of the signal leaves
-    it in the residuals as a slow component, which raises both estimates: the error is on the
-    side of "no phase change".
+
+class SmootherNoise:
+    """AR(1) noise of a series from its residuals around a linear smoother, bias-corrected.
+
+    A smoother y_hat = L y follows slow noise, so the residuals r = (I - L) y look less
+    correlated than the noise is. Under AR(1) noise with correlation matrix P(rho), the
+    residuals have covariance sigma^2 C(rho) with C = (I - L) P (I - L)'. The estimate is by
+    moments on the checkpoints kept (``keep``: a candidate window and its margin are left out,
+    since a drop the smoother cannot follow is signal, not noise):
+
+        rho:     mean_{i,i+1 kept} r_i r_{i+1} / mean_{i kept} r_i^2 = the same ratio of C(rho)
+                 (solved on a grid of rho in [0, RHO_MAX]; below the rho = 0 value gives 0);
+        sigma^2: sum_{kept} r_i^2 / sum_{kept} C_ii(rho).
+
+    The C matrices are built once per series and shared by every candidate window.
     """
-    r = np.asarray(residuals, dtype=np.float64)
-    m = r.size
-    if m < n_params + 3:
-        return NoiseModel(float("nan"), 0.0)
-    rss = float(r @ r)
-    if rss <= 0:
-        return NoiseModel(0.0, 0.0)
-    centred = r - r.mean()
-    r1 = float(centred[1:] @ centred[:-1] / (centred @ centred))
-    rho = float(np.clip(r1 + (1 + 3 * r1) / m, 0.0, rho_max))
-    return NoiseModel(math.sqrt(rss / (m - n_params)), rho)
+
+    def __init__(self, level_map: Float[np.ndarray, "n n"], y: Float[np.ndarray, "n"]):
+        n = y.size
+        self.residuals = y - level_map @ y
+        resid_map = np.eye(n) - level_map
+        lag = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
+        self.covs = np.stack([resid_map @ (rho ** lag) @ resid_map.T for rho in RHO_GRID])
+
+    def model(self, keep: np.ndarray) -> NoiseModel:
+        """The AR(1) model from the residuals at the checkpoints where ``keep`` is True."""
+        r = self.residuals
+        pairs = keep[1:] & keep[:-1]
+        if pairs.sum() < 3:
+            return NoiseModel(float("nan"), 0.0)
+        second = float(r[keep] @ r[keep]) / keep.sum()
+        if second <= 0:
+            return NoiseModel(0.0, 0.0)
+        observed = float(r[1:][pairs] @ r[:-1][pairs]) / pairs.sum() / second
+        diag = np.diagonal(self.covs, axis1=1, axis2=2)  # [grid, n]
+        off = np.diagonal(self.covs, offset=1, axis1=1, axis2=2)  # [grid, n-1]
+        expected = off[:, pairs].mean(1) / diag[:, keep].mean(1)
+        k = int(np.clip(np.searchsorted(expected, observed), 0, RHO_GRID.size - 1))
+        rho = 0.0 if observed <= expected[0] else float(np.interp(observed, expected, RHO_GRID))
+        k = int(np.argmin(np.abs(RHO_GRID - rho)))
+        sigma = math.sqrt(float(r[keep] @ r[keep]) / float(diag[k, keep].sum()))
+        return NoiseModel(sigma, rho)
 
 
 def block_length(n: int) -> int:

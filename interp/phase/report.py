@@ -39,6 +39,8 @@ class PhaseReport:
             "phase/window_z": w.z if w else nan,
             "phase/window_step_z": w.step_z if w else nan,
             "phase/window_open_end": float(w.open_end) if w else nan,
+            "phase/window_noise_sd": w.noise_sd if w else nan,
+            "phase/window_noise_rho": w.noise_rho if w else nan,
             "phase/icl_before": w.icl_before if w else nan,
             "phase/icl_after": w.icl_after if w else nan,
             "phase/bump_start_tokens": b.start_tokens if b else nan,
