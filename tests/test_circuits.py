@@ -535,3 +535,158 @@ def test_circuit_eigenvalues__ov_matches_the_copying_score_and_qk_reads_tokens(i
     # head 0.0's QK reads only positions, so its token QK circuit is zero; a zero head scores 0
     assert float(circuit_eigenvalues(induction_model, 0, 0)["qk"].abs().max()) < 1e-9
     assert eigen_score(circuit_eigenvalues(induction_model, 1, 1)["ov"]) == 0.0
+
+
+# --------------------------------------------------------------------------- found by mutation testing
+# Each test below names the mutants of `scripts/mutation.py interp/measures` it kills (mutmut's
+# names; see docs/MUTATION.md).
+
+
+class _StackedWeights:
+    """A stand-in model: the stacked TransformerLens-layout weights and the cfg fields that the
+    weight-based circuit measures read, and nothing else."""
+
+    def __init__(self, W_Q, W_K, W_V, W_O, W_E, W_U):
+        self.W_Q, self.W_K, self.W_V, self.W_O, self.W_E, self.W_U = W_Q, W_K, W_V, W_O, W_E, W_U
+        self.cfg = type("Cfg", (), {"n_layers": W_Q.shape[0], "n_heads": W_Q.shape[1]})()
+
+
+def test_grouped_key_value_heads__each_serves_consecutive_query_heads():
+    """A model with grouped key/value heads (GQA: 4 query heads, 2 key/value heads; query head h
+    uses key/value head h // 2, as in TransformerLens) scores exactly like the same model with
+    those key/value weights written out per query head; also when d_model equals the number of
+    heads (the head axis must not be confused with the d_model axis).
+    Kills circuits.x__expand_heads__mutmut_1 .. _9 (no test had a grouped model)."""
+    for d_model in (12, 4):
+        _check_grouped_heads(d_model)
+
+
+def _check_grouped_heads(d_model: int):
+    gen = torch.Generator().manual_seed(0)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=gen)
+
+    n_layers, d_head, d_vocab = 2, 3, 10
+    W_Q, W_O = randn(n_layers, 4, d_model, d_head), randn(n_layers, 4, d_head, d_model)
+    W_K, W_V = randn(n_layers, 2, d_model, d_head), randn(n_layers, 2, d_model, d_head)
+    W_E, W_U = randn(d_vocab, d_model), randn(d_model, d_vocab)
+    group = torch.tensor([0, 0, 1, 1])
+    grouped = _StackedWeights(W_Q, W_K, W_V, W_O, W_E, W_U)
+    full = _StackedWeights(W_Q, W_K[:, group], W_V[:, group], W_O, W_E, W_U)
+    torch.testing.assert_close(ov_copying_score(grouped), ov_copying_score(full))
+    for kind, scores in composition_scores(grouped).items():
+        torch.testing.assert_close(scores, composition_scores(full)[kind], equal_nan=True)
+    for head in range(4):
+        for name, eig in circuit_eigenvalues(grouped, 1, head).items():
+            torch.testing.assert_close(eig, circuit_eigenvalues(full, 1, head)[name])
+    # negative control: the other natural layout (heads 0, 1, 0, 1) gives other scores
+    wrong = _StackedWeights(W_Q, W_K[:, [0, 1, 0, 1]], W_V[:, [0, 1, 0, 1]], W_O, W_E, W_U)
+    assert not torch.allclose(ov_copying_score(wrong), ov_copying_score(full))
+
+
+def test_copyable_ids__checked_against_the_vocabulary_any_integer_dtype():
+    """Token ids are checked against d_vocab, not d_model (a model narrower than its vocabulary
+    accepts every id below d_vocab; a wider one refuses d_vocab), and any integer array works.
+    Kills circuits.x_ov_copying_score__mutmut_12, x_circuit_eigenvalues__mutmut_8 and
+    x_empirical_copying_score__mutmut_18 (the range read from W_E's d_model axis),
+    x__token_index__mutmut_4 and _6 (an int32 index kept as int32: index_fill_ refuses it),
+    x__token_index__mutmut_15 (the message)."""
+    narrow = random_model(d_model=8, n_heads=2, d_head=4, d_vocab=12)  # d_model < d_vocab
+    wide = random_model(d_model=16, d_vocab=10)  # d_model > d_vocab
+    tokens = random_tokens(12, 2, 7)
+    scorers = (lambda m, c: ov_copying_score(m, copyable=c),
+               lambda m, c: circuit_eigenvalues(m, 0, 1, copyable=c)["ov"],
+               lambda m, c: empirical_copying_score(m, tokens[:, :5] % 10, copyable=c))
+    for score in scorers:
+        score(narrow, torch.tensor([1, 11]))  # 11 >= d_model = 8, but a real token
+        with pytest.raises(ValueError, match="must lie in"):
+            score(wide, torch.tensor([1, 10]))
+        with pytest.raises(ValueError, match="^copyable token ids must be distinct$"):
+            score(wide, torch.tensor([1, 1]))
+        torch.testing.assert_close(score(narrow, np.array([1, 2, 11], dtype=np.int32)),
+                                   score(narrow, torch.tensor([1, 2, 11])))
+
+
+def test_final_norm__read_from_either_config_and_absent_when_the_model_has_none():
+    """Kills circuits.x__final_norm__mutmut_20 (a cfg with neither ``normalization`` nor
+    ``normalization_type`` crashes) and _31 (a model without ``ln_final`` crashes)."""
+    from types import SimpleNamespace
+
+    from interp.measures.circuits import _final_norm
+
+    assert _final_norm(SimpleNamespace(cfg=SimpleNamespace())) == (None, False)
+    w = torch.full((4,), 2.0)
+    for kind, centres in (("LN", True), ("LNPre", True), ("RMS", False), (None, False)):
+        model = SimpleNamespace(cfg=SimpleNamespace(normalization_type=kind), ln_final=SimpleNamespace(w=w))
+        got, centre = _final_norm(model)
+        assert centre is centres and torch.equal(got, w)
+    assert _final_norm(SimpleNamespace(cfg=SimpleNamespace(normalization="layernorm"),
+                                       ln_final=torch.nn.Identity())) == (None, True)
+
+
+def test_empirical_copying__one_copyable_token_and_one_query():
+    """With a single copyable token, r = relu(u - mean over S) is 0 on S, so every score is
+    0/0 := 0; one query attending half to BOS and half to itself scores 1/2.
+    Kills circuits.x_empirical_copying_score__mutmut_125 (the mean over S divided by at least 2)
+    and _182 (the mean over queries divided by at least 2)."""
+    model = build_bos_suppressing_copier(d_vocab=12)
+    tokens = torch.tensor([[0, 3, 3, 5]])
+    assert empirical_copying_score(model, tokens, copyable=torch.tensor([3]))[0, 0].item() == 0.0
+    one_query = empirical_copying_score(model, torch.tensor([[0, 3]]), copyable=torch.arange(1, 12))
+    assert one_query[0, 0].item() == pytest.approx(0.5, abs=1e-5)
+
+
+def test_composition_baseline__the_mean_dense_score_of_its_documented_random_heads():
+    """The documented recipe, by brute force: from a CPU generator seeded with ``seed``, float64
+    standard Gaussian W_Q, W_K, W_V [2, n, d_model, d_head] and W_O [2, n, d_head, d_model]
+    (index 0 = the earlier head h1, 1 = the later head h2), scored with dense d_model x d_model
+    products; defaults 32 samples and seed 0. The closed-form test (1/sqrt(d_model)) is symmetric
+    in h1 and h2 and blind to the draws.
+    Kills circuits.x_composition_baseline__mutmut_1 (default samples), _8 and _13 (float32
+    draws), _14 (three heads drawn per sample), _39 and _49 (h2's OV in place of h1's)."""
+    d_model, d_head, n, seed = 12, 3, 5, 7
+    gen = torch.Generator().manual_seed(seed)
+    W_Q, W_K, W_V = (torch.randn(2, n, d_model, d_head, generator=gen, dtype=torch.float64) for _ in range(3))
+    W_O = torch.randn(2, n, d_head, d_model, generator=gen, dtype=torch.float64)
+    fro = torch.linalg.norm
+    expected = {"k": 0.0, "q": 0.0, "v": 0.0}
+    for s in range(n):
+        ov1, ov2 = W_V[0, s] @ W_O[0, s], W_V[1, s] @ W_O[1, s]
+        qk2 = W_Q[1, s] @ W_K[1, s].T
+        expected["k"] += float(fro(qk2 @ ov1.T) / (fro(qk2) * fro(ov1))) / n
+        expected["q"] += float(fro(ov1 @ qk2) / (fro(qk2) * fro(ov1))) / n
+        expected["v"] += float(fro(ov1 @ ov2) / (fro(ov2) * fro(ov1))) / n
+    got = composition_baseline(d_model, d_head, n_samples=n, seed=seed)
+    assert got == pytest.approx(expected, abs=1e-9)
+    assert composition_baseline(d_model, d_head) == composition_baseline(d_model, d_head, n_samples=32, seed=0)
+
+
+def test_copyable_tokens__an_id_equal_to_the_vocabulary_size_is_ignored():
+    """Kills vocab.x_copyable_tokens__mutmut_14 (an out-of-range special id == vocab size
+    indexes past the end)."""
+    counts = np.array([1, 1, 1, 1])
+    assert copyable_tokens(counts, special_ids=[4, 1]).tolist() == [0, 2, 3]
+
+
+def test_special_token_ids__every_source_read_each_optional():
+    """Each source of special ids, alone and missing: a dataset with no attributes at all; a
+    tokenizer with BOS/EOT ids of its own and no backend; a ``transformers`` tokenizer without a
+    fast backend (``slow.all_special_ids``), with and without that attribute.
+    Kills vocab.x_special_token_ids__mutmut_6, _15 (a dataset without ``bos_token_id`` or
+    ``fingerprint`` crashes), _32, _36 .. _39, _43 .. _45 (the tokenizer's BOS/EOT ids),
+    _51, _54, _55, _59 .. _61, _64 .. _73 (the slow tokenizer's specials)."""
+    from types import SimpleNamespace
+
+    from interp.data.tokenizer import Tokenizer
+
+    assert special_token_ids(object()) == []
+    bare = SimpleNamespace(tokenizer=SimpleNamespace())  # a tokenizer without any of the attributes
+    assert special_token_ids(bare) == []
+    own = Tokenizer(name="t", vocab_size=50, bos_token_id=41, eot_token_id=42)
+    assert special_token_ids(SimpleNamespace(bos_token_id=40, tokenizer=own)) == [40, 41, 42]
+    slow = Tokenizer(name="t", vocab_size=50, bos_token_id=None, eot_token_id=None,
+                     slow=SimpleNamespace(all_special_ids=[3, 4]))
+    assert special_token_ids(SimpleNamespace(tokenizer=slow, fingerprint={"eot_token_id": 9})) == [3, 4, 9]
+    no_list = Tokenizer(name="t", vocab_size=50, bos_token_id=None, eot_token_id=None, slow=SimpleNamespace())
+    assert special_token_ids(SimpleNamespace(tokenizer=no_list)) == []

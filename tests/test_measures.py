@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from transformer_lens import head_detector
 
 from interp.config import ModelConfig
 from interp.measures import ablation, heads
-from interp.measures.icl import icl_indices, icl_score, per_token_losses
+from interp.measures.icl import band_half_width, icl_band_score, icl_indices, icl_score, per_token_losses
 from interp.measures.pca import per_token_loss_pca
 from interp.model import Transformer
 
@@ -181,3 +183,249 @@ def test_ablation__frozen_patterns_keep_a_k_composition_head_harmless_and_unfroz
     torch.testing.assert_close(ablated[1, 0][:, second], torch.full((4, L - 1), without_induction))
     torch.testing.assert_close(ablation.losses_without_heads(model, tokens, [(0, 0), (1, 0)])[:, second],
                                torch.full((4, L - 1), without_induction))
+
+
+# --------------------------------------------------------------------------- found by mutation testing
+# Each test below names the mutants of `scripts/mutation.py interp/measures` it kills (mutmut's
+# names, e.g. icl.x_icl_score__mutmut_19: see docs/MUTATION.md). All check properties or
+# analytic values, never the outcome of a training run.
+
+
+class _OracleLosses(torch.nn.Module):
+    """A stand-in model whose loss at token index t is exactly ``loss_at[t]`` (t >= 1).
+
+    Its logits at column t - 1 give the actual token t the logit x and every other token 0, so
+    p(token t) = e^x / (e^x + V - 1); x = log((V - 1) p / (1 - p)) with p = exp(-loss_at[t]).
+    """
+
+    def __init__(self, loss_at, d_vocab: int):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # the measures read the device from a parameter
+        self.loss_at = torch.as_tensor(loss_at, dtype=torch.float64)
+        self.d_vocab = d_vocab
+
+    def forward(self, tokens):
+        b, n = tokens.shape
+        p = torch.exp(-self.loss_at[1:n])
+        x = torch.log((self.d_vocab - 1) * p / (1 - p))
+        logits = torch.zeros(b, n, self.d_vocab, dtype=torch.float64)
+        logits[:, :-1].scatter_(-1, tokens[:, 1:, None], x[None, :, None].expand(b, -1, 1).clone())
+        return logits
+
+
+def test_oracle_losses__per_token_losses_reads_the_designed_loss_at_every_index():
+    loss_at = 0.1 + 0.05 * torch.arange(12.0)
+    tokens = torch.randint(0, 9, (3, 12))
+    losses = per_token_losses(_OracleLosses(loss_at, 9), tokens)
+    assert torch.isnan(losses[:, 0]).all()
+    torch.testing.assert_close(losses[:, 1:], loss_at[1:].float().expand(3, -1), atol=1e-5, rtol=0)
+
+
+def test_repeat_losses__average_each_repeat_without_its_first_token():
+    # Kills heads.x_repeat_losses__mutmut_16 (the first two tokens of each repeat dropped instead
+    # of one): the hand-built induction head's losses are ~0 on all but the first token of a
+    # later repeat, so only losses that vary along the repeat can see which tokens are averaged.
+    # loss at index t = 0.1 t; BOS + 3 repeats of 5 tokens: repeat r covers indices 1 + 5r .. 5 + 5r,
+    # and without its first token it averages 0.1 * (3.5 + 5r).
+    pool = np.arange(1, 9)
+    tokens = heads.repeated_random_tokens(pool, n_sequences=2, seq_len=5, repeats=3, bos_token_id=0)
+    probe = heads.RepeatedTokens(tokens, seq_len=5, repeats=3, offset=1)
+    got = heads.repeat_losses(_OracleLosses(0.1 * torch.arange(16.0), 9), probe)
+    torch.testing.assert_close(got.double(), torch.tensor([0.35, 0.85, 1.35], dtype=torch.float64),
+                               atol=1e-5, rtol=0)
+
+
+def test_icl_indices__clamp_the_late_index_floor_the_early_one_and_refuse_short_contexts():
+    # Kills icl.x_icl_indices__mutmut_8 (late not clamped to n_ctx - 1), _19 (early floored at 2),
+    # _24 and _25 (early == late accepted; the refusal without its message).
+    assert icl_indices(20) == (19, 2)  # 500 * 20/512 rounds to 20: clamped to the last index, 19
+    assert icl_indices(12) == (11, 1)  # 50 * 12/512 rounds to 1
+    assert icl_indices(3) == (2, 1)
+    with pytest.raises(ValueError, match="too short for an ICL score"):
+        icl_indices(2)  # late and early would both be 1
+
+
+def test_icl_score__explicit_indices_and_the_paired_standard_error():
+    # Kills icl.x_icl_score__mutmut_6 and _10 (explicit late / early ignored), _16, _19, _20, _21
+    # (standard error: std/sqrt(n) of the paired differences), _23 (no error for n = 2), _24 and
+    # _25 (n = 1 crashes), _17 and _22 (n = 1 takes the std of one value: NaN all the same, but
+    # with a degrees-of-freedom warning), _31 (n_examples).
+    # loss[e, t] = 0.01 a_e t, so the difference at (40, 10) is 0.3 a_e.
+    a = torch.tensor([1.0, 2.0, 4.0, 5.0])
+    losses = 0.01 * a[:, None] * torch.arange(64.0)[None]
+    score = icl_score(losses, late=40, early=10)
+    assert (score.late, score.early, score.n_examples) == (40, 10, 4)
+    assert score.score == pytest.approx(0.9)  # 0.3 * mean(a)
+    assert score.stderr == pytest.approx(0.3 * math.sqrt(10 / 3) / 2)  # sample sd of a: sqrt(10/3)
+    two = icl_score(losses[:2], late=40, early=10)
+    assert two.stderr == pytest.approx(0.15)  # diffs 0.3, 0.6: sd 0.3/sqrt(2), over sqrt(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one = icl_score(losses[:1], late=40, early=10)
+    assert one.score == pytest.approx(0.3) and math.isnan(one.stderr) and one.n_examples == 1
+
+
+@pytest.mark.parametrize("n_ctx, w", [(256, 5), (512, 10), (128, 3), (1024, 20), (32, 1), (16, 1)])
+def test_band_half_width__two_percent_of_the_context_rounded_at_least_one(n_ctx, w):
+    # Kills icl.x_band_half_width__mutmut_5, _7, _8, _9, _10 (the floor, the rounding, the 2%).
+    assert band_half_width(n_ctx) == w
+
+
+def _band_reference(curve: np.ndarray, w: int) -> float:
+    """The docstring's definition with explicit index lists: mean over late +- w minus mean over
+    early +- w, both clipped to the context's real indices 1 .. n_ctx - 1."""
+    n = len(curve)
+    late, early = icl_indices(n)
+    late_idx = [t for t in range(late - w, late + w + 1) if 1 <= t < n]
+    early_idx = [t for t in range(early - w, early + w + 1) if 1 <= t < n]
+    return float(np.mean(curve[late_idx]) - np.mean(curve[early_idx]))
+
+
+@pytest.mark.parametrize("n_ctx, half_width", [(256, None), (256, 0), (256, 3), (64, 6), (64, 62)])
+def test_icl_band_score__mean_over_a_band_around_each_index(n_ctx, half_width):
+    # Kills icl.x_icl_band_score__mutmut_2 and _3 (the context read from another axis: the input
+    # has two leading axes), _8 (half_width ignored), _16, _17, _22, _23, _24 (late band edges;
+    # (64, 62) clips it to 1 .. 63), _30 .. _34 (early band edges; (64, 6) clips it at 1), _35
+    # (the bands added), _37, _39, _40, _43, _45, _46 (a mean over the wrong axes). Before these
+    # tests nothing checked the value of the score that the phase-change window is found on.
+    rng = np.random.default_rng(n_ctx + (half_width or 0))
+    loss = rng.uniform(1.0, 5.0, size=(2, 3, n_ctx))
+    loss[..., 0] = np.nan  # index 0 is predicted by nothing, as in the stored loss-by-index curves
+    got = icl_band_score(loss, half_width)
+    assert got.shape == (2, 3)
+    w = band_half_width(n_ctx) if half_width is None else half_width
+    expected = np.array([[_band_reference(loss[i, j], w) for j in range(3)] for i in range(2)])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_icl_band_score__with_no_band_is_the_single_index_score():
+    losses = torch.rand(5, 128, dtype=torch.float64) + 1
+    losses[:, 0] = float("nan")
+    band = icl_band_score(losses.mean(0).numpy(), half_width=0)
+    assert band == pytest.approx(icl_score(losses).score, abs=1e-12)
+
+
+def test_pca__splits_three_runs_back_in_order_and_ratios_do_not_depend_on_scale():
+    # Kills pca.x_per_token_loss_pca__mutmut_34 (with three runs the split points are cut to
+    # the first), _31 (a floor of 1 instead of 1e-12 on the total variance shrinks the ratios of
+    # data whose variance is below 1), _4, _5, _6 (the refusal without its message).
+    rng = np.random.default_rng(3)
+    runs = [rng.normal(size=(n, 10)) * 1e-3 for n in (4, 5, 6)]
+    projections, explained = per_token_loss_pca(runs)
+    assert [p.shape for p in projections] == [(4, 2), (5, 2), (6, 2)]
+    big_projections, big_explained = per_token_loss_pca([r * 1e3 for r in runs])
+    np.testing.assert_allclose(explained, big_explained, rtol=1e-9)
+    for small, big in zip(projections, big_projections):  # the same points, up to each axis's sign
+        np.testing.assert_allclose(np.abs(small * 1e3), np.abs(big), rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match=r"^runs must be measured on the same \(example, position\) pairs to compare them$"):
+        per_token_loss_pca([np.zeros((3, 4)), np.zeros((3, 5))])
+
+
+def test_ablation__zeroing_a_last_layer_head_equals_zeroing_its_output_weights():
+    # Kills ablation.x__zero_head__mutmut_3 and x__zero_heads__mutmut_3 (the head's z set to 1,
+    # not 0; on the hand-built model that adds the same amount to every logit and changes no
+    # loss). In the last layer nothing reads the head's pattern afterwards, so zeroing its z
+    # (output b_O alone) is the same as zeroing its W_O: a reference with no hooks.
+    model = small_model(n_ctx=16)
+    tokens = torch.randint(0, 50, (3, 16))
+    ablated = ablation.ablated_losses(model, tokens)
+    both = copy.deepcopy(model)
+    for head in range(2):
+        single = copy.deepcopy(model)
+        with torch.no_grad():
+            single.blocks[1].attn.W_O[head].zero_()
+            both.blocks[1].attn.W_O[head].zero_()
+        torch.testing.assert_close(ablated[1, head], per_token_losses(single, tokens), atol=1e-5, rtol=0,
+                                   equal_nan=True)
+    torch.testing.assert_close(ablation.losses_without_heads(model, tokens, [(1, 0), (1, 1)]),
+                               per_token_losses(both, tokens), atol=1e-5, rtol=0, equal_nan=True)
+
+
+def test_ablation__batches_are_chunked_over_sequences():
+    # Kills ablation.x_ablated_losses__mutmut_16 and x_losses_without_heads__mutmut_10 (chunks
+    # walked over positions, not sequences: with more sequences than positions some are never
+    # measured), x_ablated_losses__mutmut_43 (a chunk written to rows sized by its positions).
+    model = small_model(n_ctx=4)
+    tokens = torch.randint(0, 50, (7, 4))
+    torch.testing.assert_close(ablation.ablated_losses(model, tokens, batch_size=2),
+                               ablation.ablated_losses(model, tokens), atol=1e-6, rtol=0, equal_nan=True)
+    torch.testing.assert_close(ablation.losses_without_heads(model, tokens, [(0, 1)], batch_size=2),
+                               ablation.losses_without_heads(model, tokens, [(0, 1)]),
+                               atol=1e-6, rtol=0, equal_nan=True)
+
+
+def test_ablation__frozen_patterns_take_the_models_dtype():
+    # Kills ablation.x__freeze_hooks__mutmut_2 and _4 (the recorded float32 patterns handed to a
+    # float64 model unconverted: its attention then fails on mixed dtypes).
+    model = small_model(n_ctx=8)
+    tokens = torch.randint(0, 50, (2, 8))
+    double = copy.deepcopy(model).double()
+    torch.testing.assert_close(ablation.ablated_losses(double, tokens), ablation.ablated_losses(model, tokens),
+                               atol=1e-4, rtol=0, equal_nan=True)
+    torch.testing.assert_close(ablation.losses_without_heads(double, tokens, [(0, 0)]),
+                               ablation.losses_without_heads(model, tokens, [(0, 0)]),
+                               atol=1e-4, rtol=0, equal_nan=True)
+
+
+def test_projection_on_direction__dot_product_with_the_unit_direction():
+    # Kills ablation.x_projection_on_direction__mutmut_1 .. _4 (no test called it: the unit
+    # vector, its division, and the 1e-12 floor, which a floor of 1 breaks for short directions).
+    delta = torch.tensor([[0.6, 0.8], [0.8, -0.6], [3.0, 4.0]])
+    for scale in (0.01, 1.0, 100.0):
+        direction = scale * torch.tensor([3.0, 4.0])
+        torch.testing.assert_close(ablation.projection_on_direction(delta, direction),
+                                   torch.tensor([1.0, 0.0, 5.0]), atol=1e-6, rtol=0)
+    assert ablation.projection_on_direction(delta, torch.zeros(2)).eq(0).all()  # no NaN
+
+
+def test_middle_frequency_pool__drops_both_tails_unseen_and_excluded_tokens():
+    # Kills heads.x_middle_frequency_pool__mutmut_8 (excluded ids given count 1), _11 (unseen
+    # tokens kept), _14 .. _17 (the empty-pool refusal: a single seen token refused, the message),
+    # _23 (| for &: neither tail dropped).
+    counts = np.arange(1, 101)  # token i seen i + 1 times; quantiles 25.75 and 95.05
+    assert heads.middle_frequency_pool(counts).tolist() == list(range(25, 95))
+    assert heads.middle_frequency_pool(np.ones(10), exclude=(0, 9)).tolist() == list(range(1, 9))
+    assert heads.middle_frequency_pool(np.array([0, 0, 0, 0, 0, 0, 3, 3])).tolist() == [6, 7]
+    assert heads.middle_frequency_pool(np.array([0, 0, 4])).tolist() == [2]
+    with pytest.raises(ValueError, match="^no token has a positive count; cannot build a prefix-matching pool$"):
+        heads.middle_frequency_pool(np.ones(3), exclude=(0, 1, 2))
+
+
+def test_repeated_random_tokens__the_papers_probe_by_default_seeded():
+    # Kills heads.x_repeated_random_tokens__mutmut_1 .. _4 (the defaults: 32 sequences of 25
+    # tokens x 4 repeats, the paper's probe, seed 0) and _6 (an unseeded generator).
+    pool = np.arange(1, 200)
+    tokens = heads.repeated_random_tokens(pool, bos_token_id=0)
+    assert tokens.shape == (32, 1 + 25 * 4) and (tokens[:, 0] == 0).all()
+    body = tokens[:, 1:].reshape(32, 4, 25)
+    assert (body == body[:, :1]).all()
+    assert all(len(set(row.tolist())) == 25 for row in body[:, 0])
+    assert torch.equal(tokens, heads.repeated_random_tokens(pool, 32, 25, 4, bos_token_id=0, seed=0))
+    assert not torch.equal(tokens, heads.repeated_random_tokens(pool, bos_token_id=0, seed=1))
+
+
+def test_repeated_token_probe__cut_to_the_pool_and_the_context():
+    # Kills heads.x_repeated_token_probe__mutmut_1 .. _4 (the defaults), _12, _14, _15, _16, _17
+    # (seq_len: the caller's value, the context cut (n_ctx - offset) // 2), _41 (the seed passed as
+    # the BOS id), _42 (the seed ignored).
+    pool = np.arange(1, 200)
+    probe = heads.repeated_token_probe(pool, n_ctx=512, bos_token_id=0)
+    assert (probe.seq_len, probe.repeats, probe.offset) == (25, 4, 1)
+    assert torch.equal(probe.tokens, heads.repeated_random_tokens(pool, 32, 25, 4, 0, seed=0))
+    # seq_len = min(30, 199, (41 - 1) // 2 = 20); repeats = max(2, min(4, 40 // 20)) = 2
+    short = heads.repeated_token_probe(pool, n_ctx=41, bos_token_id=7, n_sequences=2, seq_len=30, seed=3)
+    assert (short.seq_len, short.repeats, short.offset) == (20, 2, 1) and type(short.seq_len) is int
+    assert short.tokens.shape == (2, 41) and (short.tokens[:, 0] == 7).all()
+    other_seed = heads.repeated_token_probe(pool, n_ctx=41, bos_token_id=7, n_sequences=2, seq_len=30, seed=4)
+    assert not torch.equal(short.tokens, other_seed.tokens)
+    mine = heads.repeated_token_probe(pool, n_ctx=512, bos_token_id=None, seq_len=10)
+    assert (mine.seq_len, mine.repeats, mine.offset) == (10, 4, 0) and mine.tokens.shape == (32, 40)
+    assert heads.repeated_token_probe(np.arange(1, 6), n_ctx=512, bos_token_id=0).seq_len == 5
+
+
+def test_induction_targets__a_boolean_mask_of_the_tokens_after_earlier_copies():
+    # Kills heads.x_induction_targets__mutmut_7 and _10 (a float mask).
+    mask = heads.induction_targets(seq_len=2, repeats=3, offset=1)  # BOS a b a b a b
+    assert mask.dtype == torch.bool
+    expected = {(3, 2), (4, 3), (5, 2), (5, 4), (6, 3), (6, 5)}
+    assert {tuple(ij) for ij in mask.nonzero().tolist()} == expected

@@ -1,0 +1,255 @@
+"""Mutation testing of the given source paths against the fast tests that exercise them.
+
+    .venv/bin/python scripts/mutation.py interp/measures          # the measures (~25 min on 2 cores)
+    .venv/bin/python scripts/mutation.py interp/measures/pca.py   # one file
+    .venv/bin/python scripts/mutation.py interp/measures --report out/mutation.md --keep
+
+The tool is mutmut 3 (the ``dev`` extra). Nothing in the checkout is touched: the working tree
+(tracked files and untracked ones git does not ignore) is copied into a temporary folder, mutmut
+runs there (its own copy is ``mutants/`` inside that folder) and the folder is deleted at the end
+unless ``--keep``. The script prints the score (killed / total) per module and in total, and every
+mutant that was not killed with its diff; ``--report FILE`` writes the same as Markdown.
+
+Which tests run: TESTS below maps each source folder to the fast test files that exercise it
+(tests marked ``slow`` or ``browser`` are left out); mutmut then runs, for each mutant, only the
+tests that called the mutated function. ``--tests`` overrides the mapping. To cover a new folder,
+add one line to TESTS and pass the folder.
+
+One rewrite, in the copy only: mutmut 3 skips every decorated function, and most measures are
+``@torch.no_grad()`` functions. So in the copy each function whose only decorators are
+``@torch.no_grad()`` / ``@torch.inference_mode()`` is rewritten as the undecorated function
+followed by ``name = torch.no_grad()(name)``, which is what the decorator does; mutmut then
+mutates it like any other. Functions with any other decorator stay unmutated and are listed.
+
+Survivors are matched against docs/MUTATION.md: a survivor whose name does not appear there is
+flagged as unexplained (mutant numbers change when a function changes, so re-check the list
+after editing a mutated file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Source folder -> the fast test files that exercise it. One line per folder.
+TESTS = {
+    "interp/measures": ["tests/test_measures.py", "tests/test_circuits.py", "tests/test_analysis.py",
+                        "tests/test_composition_trend.py"],
+    # "interp/phase": ["tests/test_phase.py"],  (once the phase package has settled)
+}
+PYTEST_ARGS = ["-m", "not slow and not browser", "-p", "no:cacheprovider"]
+NEUTRAL_DECORATORS = {"torch.no_grad()", "torch.inference_mode()"}
+DETECTED = {"killed", "timeout", "segfault"}  # the tests failed, hung or crashed: the mutant was caught
+
+
+def tests_for(targets: list[str]) -> list[str]:
+    tests: list[str] = []
+    for target in targets:
+        matches = [folder for folder in TESTS if target == folder or target.startswith(folder + "/")]
+        if not matches:
+            sys.exit(f"no tests known for {target}: add it to TESTS in {Path(__file__).name} or pass --tests")
+        for test in TESTS[matches[0]]:
+            if test not in tests:
+                tests.append(test)
+    return tests
+
+
+def copy_tree(dest: Path) -> None:
+    """Copy the working tree (tracked + untracked-not-ignored files) to ``dest``."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+
+
+def undecorate(path: Path) -> tuple[list[str], list[str]]:
+    """Rewrite neutral decorators as assignments after the function (see the module docstring).
+
+    Returns (rewritten function names, names of functions left decorated, which mutmut skips).
+    """
+    import libcst as cst
+
+    module = cst.parse_module(path.read_text())
+    rewritten: list[str] = []
+    skipped: list[str] = []
+
+    class Rewrite(cst.CSTTransformer):
+        def __init__(self):
+            self.depth = 0
+
+        def visit_FunctionDef(self, node):
+            self.depth += 1
+            if node.decorators and not (self.depth == 1 and self._neutral(node)):
+                skipped.append(node.name.value)
+            return True
+
+        def leave_FunctionDef(self, original, updated):
+            self.depth -= 1
+            if self.depth or not updated.decorators or not self._neutral(updated):
+                return updated
+            name = updated.name.value
+            rewritten.append(name)
+            wraps = [cst.parse_statement(f"{name} = {module.code_for_node(d.decorator)}({name})")
+                     for d in reversed(updated.decorators)]
+            return cst.FlattenSentinel([updated.with_changes(decorators=[]), *wraps])
+
+        def visit_ClassDef(self, node):
+            self.depth += 1  # methods stay as they are
+            return True
+
+        def leave_ClassDef(self, original, updated):
+            self.depth -= 1
+            return updated
+
+        @staticmethod
+        def _neutral(node) -> bool:
+            return all(module.code_for_node(d.decorator) in NEUTRAL_DECORATORS for d in node.decorators)
+
+    path.write_text(module.visit(Rewrite()).code)
+    return rewritten, skipped
+
+
+def target_files(work: Path, targets: list[str]) -> list[Path]:
+    files = []
+    for target in targets:
+        p = work / target
+        if not p.exists():
+            sys.exit(f"{target} does not exist")
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
+    return files
+
+
+def write_config(work: Path, targets: list[str], tests: list[str]) -> None:
+    if "[tool.mutmut]" in (work / "pyproject.toml").read_text():
+        sys.exit("pyproject.toml has a [tool.mutmut] section; this script configures mutmut itself")
+    only = [t if t.endswith(".py") else t.rstrip("/") + "/*" for t in targets]
+    sources = sorted({t.split("/")[0] for t in targets})
+    also = sorted(p.name for p in work.iterdir() if p.name not in sources and p.name != "setup.cfg")
+
+    def lines(values):
+        return "".join(f"\n    {v}" for v in values)
+
+    (work / "setup.cfg").write_text(
+        "[mutmut]\n"
+        f"source_paths ={lines(sources)}\n"
+        f"only_mutate ={lines(only)}\n"
+        f"also_copy ={lines(also)}\n"
+        f"pytest_add_cli_args_test_selection ={lines(tests)}\n"
+        f"pytest_add_cli_args ={lines(PYTEST_ARGS)}\n"
+        # torch is not fork-safe once it has run: fork workers from a clean server process.
+        "process_isolation = forkserver\n")
+
+
+def results(work: Path, mutmut: str) -> dict[str, str]:
+    out = subprocess.run([mutmut, "results", "--all", "true"], cwd=work, check=True,
+                         capture_output=True, text=True).stdout
+    found = {}
+    for line in out.splitlines():
+        m = re.match(r"\s+(\S+): (.+)$", line)
+        if m:
+            found[m.group(1)] = m.group(2)
+    return found
+
+
+def module_of(mutant: str) -> str:
+    return mutant.split(".x_")[0].split(".xǁ")[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("targets", nargs="+", help="source files or folders, relative to the repository root")
+    parser.add_argument("--tests", nargs="+", help="test files to run (default: TESTS for the targets)")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--report", type=Path, help="also write the result as Markdown to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (for `mutmut show` there)")
+    parser.add_argument("--fail-under", type=float, default=0.0, help="exit 1 below this score (percent)")
+    args = parser.parse_args()
+
+    targets = [t.rstrip("/") for t in args.targets]
+    tests = args.tests or tests_for(targets)
+    mutmut = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or shutil.which("mutmut")
+    if not mutmut:
+        sys.exit("mutmut is not installed: bash scripts/install.sh --dev")
+    version = subprocess.run([sys.executable, "-c", "import importlib.metadata as m; print(m.version('mutmut'))"],
+                             capture_output=True, text=True).stdout.strip()
+
+    work = Path(tempfile.mkdtemp(prefix="interp-mutation-"))
+    start = time.time()
+    try:
+        copy_tree(work)
+        rewritten, skipped = {}, {}
+        for path in target_files(work, targets):
+            rel = str(path.relative_to(work))
+            rewritten[rel], skipped[rel] = undecorate(path)
+        write_config(work, targets, tests)
+        print(f"mutmut {version} on {' '.join(targets)}; tests: {' '.join(tests)}; work folder {work}", flush=True)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # one core per worker
+        log = work / "mutmut.log"  # mutmut's own progress output, for `tail -f` during a long run
+        print(f"mutmut's output: {log}", flush=True)
+        with log.open("w") as out:
+            run = subprocess.run([mutmut, "run", "--max-children", str(args.jobs)], cwd=work, env=env,
+                                 stdout=out, stderr=subprocess.STDOUT)
+        status = results(work, mutmut)
+        if run.returncode != 0 or not status:
+            print(log.read_text(errors="replace")[-6000:])
+            sys.exit(f"mutmut run failed (exit {run.returncode})")
+        diffs = {name: subprocess.run([mutmut, "show", name], cwd=work, capture_output=True, text=True).stdout
+                 for name, s in status.items() if s not in DETECTED}
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    minutes = (time.time() - start) / 60
+
+    explained = (ROOT / "docs" / "MUTATION.md").read_text() if (ROOT / "docs" / "MUTATION.md").exists() else ""
+    by_module: dict[str, Counter] = defaultdict(Counter)
+    for name, s in status.items():
+        by_module[module_of(name)][s] += 1
+
+    def score(counts: Counter) -> str:
+        total = sum(counts.values())
+        caught = sum(counts[s] for s in DETECTED)
+        other = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s not in DETECTED and n)
+        return f"{caught}/{total} killed ({100 * caught / total:.1f}%)" + (f"; not killed: {other}" if other else "")
+
+    total = sum(by_module.values(), Counter())
+    out = [f"# Mutation testing: {' '.join(targets)}", "",
+           f"mutmut {version}, tests: {' '.join(tests)} ({' '.join(PYTEST_ARGS)}), "
+           f"{args.jobs} workers, {minutes:.1f} min", ""]
+    out += [f"- {module}: {score(counts)}" for module, counts in sorted(by_module.items())]
+    out += [f"- total: {score(total)}", ""]
+    left = {f: s for f, s in skipped.items() if s}
+    if left:
+        out += ["Decorated functions mutmut does not mutate: "
+                + "; ".join(f"{f}: {', '.join(s)}" for f, s in left.items()), ""]
+    survivors = sorted((n for n in status if status[n] not in DETECTED), key=lambda n: (module_of(n), n))
+    unexplained = [n for n in survivors if not re.search(re.escape(n) + r"\b", explained)]
+    if survivors:
+        out += [f"## Not killed ({len(survivors)}; {len(unexplained)} not listed in docs/MUTATION.md)", ""]
+        for name in survivors:
+            flag = "" if name not in unexplained else "  [not in docs/MUTATION.md]"
+            out += [f"### {name}: {status[name]}{flag}", "", "```diff", diffs[name].split("\n", 1)[-1].strip(), "```", ""]
+    text = "\n".join(out)
+    print(text)
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(text + "\n")
+    caught = sum(total[s] for s in DETECTED)
+    if 100 * caught / max(1, sum(total.values())) < args.fail_under:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
