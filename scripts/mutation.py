@@ -1,6 +1,6 @@
 """Mutation testing of the given source paths against the fast tests that exercise them.
 
-    .venv/bin/python scripts/mutation.py interp/measures          # the measures (~25 min on 2 cores)
+    .venv/bin/python scripts/mutation.py interp/measures          # the measures (16-30 min on 2 cores)
     .venv/bin/python scripts/mutation.py interp/measures/pca.py   # one file
     .venv/bin/python scripts/mutation.py interp/measures --report out/mutation.md --keep
 
