@@ -442,3 +442,58 @@ def test_drop_series__seeded_centre_in_range_and_noise():
     centres = [drop_series(drop, spread, s)[1] for s in range(300)]
     assert low <= min(centres) and max(centres) <= high
     assert min(centres) < low + 0.05 and max(centres) > high - 0.05
+
+
+def run_with_phase():
+    """Like tests/test_phase.py's synthetic run: an ICL drop at 3e6 tokens, heads 1.0 and 1.2 form."""
+    tokens = np.unique(np.round(np.r_[np.geomspace(4e4, 8e6, 30), np.linspace(4e4, 8e6, 40)]))
+    x = np.log10(tokens)
+
+    def sig(centre):
+        return 1 / (1 + np.exp(-np.clip((x - math.log10(centre)) / 0.025, -50, 50)))
+
+    icl = np.r_[0.0, -0.4 * sig(3e6) + 0.05 * np.random.default_rng(0).standard_normal(x.size)]
+    prefix = np.full((x.size + 1, 2, 3), 0.03)
+    prefix[1:, 1, 0] = 0.03 + 0.7 * sig(3e6)
+    prefix[1:, 1, 2] = 0.03 + 0.5 * sig(6e6)
+    copying = np.full_like(prefix, 0.2)
+    return np.r_[0.0, tokens], icl, prefix, copying
+
+
+# kills analyse_phase_1 (n_boot default 1000), _2 (seed default 0), _56, _64 (seed passed on)
+def test_analyse_phase__bootstrap_size_and_seed_reach_the_lag():
+    from interp.phase.lag import formation_lag
+
+    tokens, icl, prefix, copying = run_with_phase()
+    loss_tokens = np.arange(1, 101) * 40960.0
+    loss = 2.2 + 4.0 * (loss_tokens / 4e4) ** -0.35
+    default = analyse_phase(tokens, icl, loss_tokens, loss, prefix, copying)
+    assert default.window is not None and default.induction_heads == [(1, 0), (1, 2)]
+    assert default.lags[(1, 0)].n_boot == 1000
+    seeded = analyse_phase(tokens, icl, loss_tokens, loss, prefix, copying, n_boot=60, seed=5)
+    assert seeded == analyse_phase(tokens, icl, loss_tokens, loss, prefix, copying, n_boot=60, seed=5)
+    for head in seeded.induction_heads:
+        direct = formation_lag(seeded.formation_tokens[head], seeded.window, tokens, icl, tokens,
+                               prefix[:, head[0], head[1]], 60, 5)
+        assert seeded.lags[head] == direct
+    zero = analyse_phase(tokens, icl, loss_tokens, loss, prefix, copying, n_boot=60, seed=0)
+    for head in zero.induction_heads:
+        direct = formation_lag(zero.formation_tokens[head], zero.window, tokens, icl, tokens,
+                               prefix[:, head[0], head[1]], 60, 0)
+        assert zero.lags[head] == direct
+    assert default.lags == analyse_phase(tokens, icl, loss_tokens, loss, prefix, copying, n_boot=1000, seed=0).lags
+    assert any(seeded.lags[h].low != formation_lag(seeded.formation_tokens[h], seeded.window, tokens, icl,
+                                                   tokens, prefix[:, h[0], h[1]], 60, 1).low
+               for h in seeded.induction_heads)
+
+
+# kills SmootherNoise.model_82 (rho is interpolated from 0 on, not snapped to 0 below the second grid value)
+def test_smoother_noise__rho_is_interpolated_between_the_first_grid_values():
+    x = np.log10(np.arange(1, 61) * 1e5)
+    level, _ = local_linear(x)
+    keep = np.ones(60, bool)
+    rhos = np.array([SmootherNoise(level, np.random.default_rng(s).standard_normal(60)).model(keep).rho
+                     for s in range(200)])
+    assert np.all((rhos >= 0) & (rhos <= RHO_GRID[-1]))
+    assert np.any((rhos > 0) & (rhos < RHO_GRID[1]))  # white noise: some estimates just above 0
+    assert np.mean(rhos == 0) > 0.3  # ... and about half at the floor
