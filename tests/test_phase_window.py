@@ -325,3 +325,78 @@ def test_phase_change_window__five_or_six_checkpoints(n):
     y = np.where(np.arange(n) >= 4, -1.0, 0.0) + 0.01 * np.random.default_rng(0).standard_normal(n)
     window = phase_change_window(tokens, y, **OPEN)
     assert window is not None and window.end_tokens > window.start_tokens
+
+
+def clean_drop():
+    y = -0.4 * sigmoid(3e6) + NOISE
+    return y, phase_change_window(TOKENS, y)
+
+
+# kills phase_change_window 88, 90, 92, 93 (each gate passes at exactly its threshold)
+def test_gates__pass_at_their_thresholds():
+    y, window = clean_drop()
+    assert window.drop < window.total_drop
+    for gate, value in [("min_drop", window.drop), ("min_z", window.z),
+                        ("min_step_z", window.step_z), ("min_share", window.share)]:
+        assert phase_change_window(TOKENS, y, **{gate: value}) == window, gate
+        assert phase_change_window(TOKENS, y, **{gate: np.nextafter(value, np.inf)}) is None, gate
+
+
+# kills phase_change_window 89 (total_drop gate at its threshold, on a drop larger than the total)
+def test_gates__total_drop_at_threshold():
+    y = -0.5 * sigmoid(1e6) + 0.3 * sigmoid(5e6) + NOISE  # a partial recovery after the drop
+    window = phase_change_window(TOKENS, y)
+    assert window is not None and window.drop > window.total_drop
+    assert phase_change_window(TOKENS, y, min_drop=window.total_drop) == window
+    assert phase_change_window(TOKENS, y, min_drop=np.nextafter(window.total_drop, np.inf)) is None
+
+
+# kills phase_change_window 94, 96, 98, 99 (width gate: fraction of x[-1] - x[0], inclusive)
+def test_gates__width_fraction_of_the_whole_span():
+    y, window = clean_drop()
+    span = X[-1] - X[0]
+    fraction = window.width_decades / span
+    for _ in range(8):  # the fraction whose product with the span is the width exactly
+        if fraction * span == window.width_decades:
+            break
+        fraction = np.nextafter(fraction, np.inf if fraction * span < window.width_decades else -np.inf)
+    assert fraction * span == window.width_decades
+    assert phase_change_window(TOKENS, y, max_width_fraction=fraction) == window
+    assert phase_change_window(TOKENS, y, max_width_fraction=np.nextafter(fraction, 0)) is None
+
+
+# kills phase_change_window 4 (the default width gate is 0.25 of the span)
+def test_gates__default_width_refuses_a_wide_drop():
+    y = -0.6 * sigmoid(1e6, 0.12) + NOISE
+    wide = phase_change_window(TOKENS, y, max_width_fraction=1.25)
+    assert wide is not None and 0.25 < wide.width_decades / (X[-1] - X[0]) < 1.25
+    assert phase_change_window(TOKENS, y) is None
+    assert phase_change_window(TOKENS, y, max_width_fraction=0.25) is None
+
+
+# kills phase_change_window 16 (the bandwidth reaches the smoother)
+def test_phase_change_window__uses_its_bandwidth():
+    y = -0.4 * sigmoid(3e6) + NOISE
+    for bandwidth in (0.02, 0.08):
+        window = phase_change_window(TOKENS, y, bandwidth=bandwidth, **OPEN)
+        slope = local_linear(X, bandwidth)[1] @ y
+        assert window.peak_slope == pytest.approx(slope.min())
+        check_fields(window, y, bandwidth)
+
+
+# kills phase_change_window 80 (a steeper candidate reaching the first checkpoint is skipped, not final)
+def test_phase_change_window__skips_a_drop_at_the_first_checkpoint():
+    y = -1.5 * sigmoid(4.3e4, 0.02) - 0.4 * sigmoid(3e6) + NOISE
+    slope = local_linear(X)[1] @ y
+    assert np.argmin(slope) < 3  # the steepest candidate is at the start of the run
+    window = phase_change_window(TOKENS, y)
+    assert window is not None and 2e6 < window.peak_tokens < 4e6
+
+
+# kills phase_change_window 32, 33, 35, 42, 46 (only falling slopes are candidates)
+@pytest.mark.parametrize("phase", [0.0, 3.0])
+def test_phase_change_window__rising_series_has_no_candidate(phase):
+    y = 0.5 * X + 0.02 * np.sin(2 * np.pi * X / 0.5 + phase)
+    slope = local_linear(X)[1] @ y
+    assert 0 < slope.min() and slope.max() < 1
+    assert phase_change_window(TOKENS, y, **OPEN) is None
