@@ -497,3 +497,14 @@ def test_smoother_noise__rho_is_interpolated_between_the_first_grid_values():
     assert np.all((rhos >= 0) & (rhos <= RHO_GRID[-1]))
     assert np.any((rhos > 0) & (rhos < RHO_GRID[1]))  # white noise: some estimates just above 0
     assert np.mean(rhos == 0) > 0.3  # ... and about half at the floor
+
+
+# kills analyse_phase_17, _19 (prefix matching is computed on in float64 whatever its dtype)
+def test_analyse_phase__float32_scores_give_the_float64_answer():
+    tokens, icl, prefix, copying = run_with_phase()
+    loss_tokens = np.arange(1, 101) * 40960.0
+    loss = 2.2 + 4.0 * (loss_tokens / 4e4) ** -0.35
+    single = prefix.astype(np.float32)
+    report = analyse_phase(tokens, icl, loss_tokens, loss, single, copying, n_boot=60)
+    assert report.lags and all(lag is not None for lag in report.lags.values())
+    assert report == analyse_phase(tokens, icl, loss_tokens, loss, single.astype(np.float64), copying, n_boot=60)
