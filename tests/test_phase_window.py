@@ -61,9 +61,11 @@ def test_noise_sd__hand_computed_half_identity():
     assert noise_sd(0.5 * np.eye(4), y) == pytest.approx(math.sqrt(7.5))
 
 
-# kills noise_sd 14, 15 (dof = 0 when L = I: nan, not an error)
+# kills noise_sd 12, 14, 15 (dof = 0 when L = I: nan, not an error and not 0/0 with a warning)
 def test_noise_sd__nan_without_residual_degrees_of_freedom():
-    assert math.isnan(noise_sd(np.eye(3), np.array([1.0, 5.0, 2.0])))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(noise_sd(np.eye(3), np.array([1.0, 5.0, 2.0])))
 
 
 # kills log_tokens_and 3, 5, 8, 10 (float64 out for float32 / int input)
@@ -252,8 +254,13 @@ def test_window_at__peak_before_last_is_refined():
 # kills window_at 131, 134 (share is nan unless the first-to-last change is a fall)
 def test_window_at__share_nan_without_total_drop():
     slope = np.array([0, 0, -1, -4, -1, 0, 0, 0, 0, 0], float)
-    flat_ends = np.array([0, 0, 0, 0, -1, 1, 0, 0, 0, 0], float)  # total_drop = 0, drop = level[1] - level[5] = -1
-    assert math.isnan(stretch(slope, 3, y=flat_ends)[2].share)
+    # start 1, end 5: total_drop = mean(y[:2]) - mean(y[5:]) = 0 - 0, drop = level[1] - level[5] = 1
+    flat_ends = np.array([0, 0, 0, 0, -1, -1, 0.5, 0.5, 0, 0], float)
+    window = stretch(slope, 3, y=flat_ends)[2]
+    assert window.total_drop == 0.0 and window.drop == 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert math.isnan(window.share)
     rising = np.linspace(0, 1, 10)
     assert math.isnan(stretch(slope, 3, y=rising)[2].share)
 
