@@ -384,7 +384,7 @@ def test_power_decline__endpoints_and_shape():
     np.testing.assert_allclose(power_decline(tokens, 0.6, 1.0), [0, -0.15, -0.3, -0.6])
 
 
-# kills loss_like_decline_1.._25
+# kills loss_like_decline_1.._25 (17, 22 via t_1 = 2)
 def test_loss_like_decline__from_zero_to_minus_total():
     tokens = np.array([0.0, 1.0, 10.0, 100.0])
     values = loss_like_decline(tokens, 0.6)
@@ -393,6 +393,8 @@ def test_loss_like_decline__from_zero_to_minus_total():
     assert values[2] == pytest.approx(-0.6 * (1 - 10 ** -0.3) / (1 - 100 ** -0.3))
     assert loss_like_decline(tokens, 0.6, alpha=1.0)[2] == pytest.approx(-0.6 * 0.9 / 0.99)
     assert np.all(np.diff(loss_like_decline(DEFAULT_RUN_TOKENS, 0.6)) <= 0)
+    # first positive checkpoint at 2 tokens: t / t_1, not t * t_1
+    np.testing.assert_allclose(loss_like_decline(2 * tokens, 0.6), values)
 
 
 # kills random_walk_1.._6
@@ -426,7 +428,7 @@ def test_nulls__keys_and_reproducible():
     np.testing.assert_array_equal(white, expected)
 
 
-# kills drop_series_2, _4, _5, _7, _8 (seeded by seed, drop and spread), _12.._22 (centre range), _33, _47
+# kills drop_series_2, _4, _5, _7, _8 (5, 8 via drop = spread = 1.2; seeded by seed, drop and spread), _12.._22 (centre range), _33, _47
 def test_drop_series__seeded_centre_in_range_and_noise():
     drop, spread, seed = 0.5, 0.4, 11
     series, centre = drop_series(drop, spread, seed, noise_sd=0.01)
@@ -438,6 +440,12 @@ def test_drop_series__seeded_centre_in_range_and_noise():
     high = math.log10(8192000) - 0.15 - spread / 2
     assert centre == pytest.approx(rng.uniform(low, high), rel=1e-13, abs=0)
     expected = sigmoid_drop(DEFAULT_RUN_TOKENS, drop, centre, spread) + 0.01 * rng.standard_normal(76)
+    np.testing.assert_allclose(series, expected, rtol=0, atol=1e-14)
+    # larger drop and spread: the seed is [seed, int(1000 drop), int(1000 spread)]
+    series, centre = drop_series(1.2, 1.2, seed, noise_sd=0.01)
+    rng = np.random.default_rng([seed, int(1000 * 1.2), int(1000 * 1.2)])
+    assert centre == rng.uniform(math.log10(4e5) + 0.6, math.log10(4e5) + 0.6)  # no room: the low end
+    expected = sigmoid_drop(DEFAULT_RUN_TOKENS, 1.2, centre, 1.2) + 0.01 * rng.standard_normal(76)
     np.testing.assert_allclose(series, expected, rtol=0, atol=1e-14)
     centres = [drop_series(drop, spread, s)[1] for s in range(300)]
     assert low <= min(centres) and max(centres) <= high
