@@ -507,7 +507,7 @@ def test_smoother_noise__rho_is_interpolated_between_the_first_grid_values():
     assert np.mean(rhos == 0) > 0.3  # ... and about half at the floor
 
 
-# kills analyse_phase_17, _19 (prefix matching is computed on in float64 whatever its dtype)
+# guards float32 inputs (analyse_phase_17, _19 survive: formation_time/formation_lag convert to float64 themselves)
 def test_analyse_phase__float32_scores_give_the_float64_answer():
     tokens, icl, prefix, copying = run_with_phase()
     loss_tokens = np.arange(1, 101) * 40960.0
