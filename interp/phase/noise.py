@@ -94,7 +94,6 @@ class SmootherNoise:
         diag = np.diagonal(self.covs, axis1=1, axis2=2)  # [grid, n]
         off = np.diagonal(self.covs, offset=1, axis1=1, axis2=2)  # [grid, n-1]
         expected = off[:, pairs].mean(1) / diag[:, keep].mean(1)
-        k = int(np.clip(np.searchsorted(expected, observed), 0, RHO_GRID.size - 1))
         rho = 0.0 if observed <= expected[0] else float(np.interp(observed, expected, RHO_GRID))
         k = int(np.argmin(np.abs(RHO_GRID - rho)))
         sigma = math.sqrt(float(r[keep] @ r[keep]) / float(diag[k, keep].sum()))
