@@ -4,7 +4,8 @@
 # torch is installed first so that a machine without an NVIDIA GPU gets the CPU build
 # (about 200 MB) instead of PyPI's default Linux build with several GB of CUDA libraries:
 #   1. a torch wheel that pip can find without an index (a --find-links folder in pip.conf);
-#   2. otherwise PyTorch's CPU wheel index.
+#   2. otherwise the index in $TORCH_INDEX_URL (for example PyTorch's CPU wheel index), if set;
+#   3. otherwise whatever pip's own configuration gives.
 # With an NVIDIA GPU (nvidia-smi works) plain PyPI torch, which is the CUDA build.
 # To choose a build yourself, install torch into .venv before running this script; it is kept.
 set -euo pipefail
@@ -19,9 +20,12 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     pip install "torch>=2.6"
   elif pip install -q --no-index --no-deps "torch>=2.6" 2>/dev/null; then
     pip install -q "torch>=2.6"   # the local CPU wheel is now installed; this adds its dependencies
+  elif [ -n "${TORCH_INDEX_URL:-}" ]; then
+    pip install "torch>=2.6" --index-url "$TORCH_INDEX_URL"   # e.g. PyTorch's own CPU wheel index
   else
-    pip install "torch>=2.6" --index-url https://download.pytorch.org/whl/cpu \
-      --extra-index-url https://pypi.org/simple
+    echo "note: no local CPU torch wheel; pip's configured index may install the CUDA build" \
+         "(several GB). Set TORCH_INDEX_URL to PyTorch's CPU wheel index to avoid it." >&2
+    pip install "torch>=2.6"
   fi
 fi
 
