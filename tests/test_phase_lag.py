@@ -10,7 +10,7 @@ import pytest
 
 import interp.phase.lag as lag_module
 from interp.phase.heads import classify_induction_heads, formation_time, formation_x
-from interp.phase.lag import Lag, _bootstrap_series, _spacing, formation_lag
+from interp.phase.lag import _bootstrap_series, _spacing, formation_lag
 from interp.phase.noise import block_length
 from interp.phase.smoothing import BANDWIDTH
 from interp.phase.window import PhaseWindow
@@ -191,34 +191,27 @@ def test_formation_lag__interval_is_the_basic_bootstrap_of_head_minus_icl(monkey
     assert got.high == pytest.approx(got.lag_log10 - np.percentile(d, 5), abs=1e-12)
 
 
+def _with_row_nan(row):
+    def spoil(out):
+        out = out.copy()
+        out[row] = np.nan
+        return out
+    return spoil
+
+
 # kills lag.formation_lag 179, 182 (smoothed series' head never forms: no interval, no error)
-def test_formation_lag__no_interval_when_the_smoothed_series_gives_no_lag(monkeypatch):
+# and 177 (a failed first resample is dropped, it does not void the interval)
+@pytest.mark.parametrize("row", [0, 1])
+def test_formation_lag__a_lost_smoothed_lag_gives_no_interval_a_lost_resample_is_dropped(monkeypatch, row):
     tokens, icl, head = drop_run()
-
-    def drop_row_zero(out):
-        out = out.copy()
-        out[0] = np.nan
-        return out
-
-    Spy(monkeypatch, drop_row_zero)
+    Spy(monkeypatch, _with_row_nan(row))
     got = formation_lag(2e5, window(3e4, 3e5, 1e5), tokens, icl, tokens, head, n_boot=50)
-    assert math.isnan(got.low) and math.isnan(got.high)
-    assert got.n_boot == 50
-
-
-# kills lag.formation_lag 177 (a failed first resample does not void the interval)
-def test_formation_lag__a_failed_resample_is_dropped_not_fatal(monkeypatch):
-    tokens, icl, head = drop_run()
-
-    def drop_row_one(out):
-        out = out.copy()
-        out[1] = np.nan
-        return out
-
-    Spy(monkeypatch, drop_row_one)
-    got = formation_lag(2e5, window(3e4, 3e5, 1e5), tokens, icl, tokens, head, n_boot=50)
-    assert np.isfinite(got.low) and np.isfinite(got.high)
-    assert got.low <= got.high
+    if row == 0:
+        assert math.isnan(got.low) and math.isnan(got.high)
+        assert got.n_boot == 50
+    else:
+        assert np.isfinite(got.low) and np.isfinite(got.high)
+        assert got.low <= got.high
 
 
 # kills lag.formation_lag 139 (an explicit threshold is used for every resample)

@@ -24,44 +24,37 @@ class PhaseReport:
 
     def to_flat_dict(self) -> dict[str, float | str]:
         """Flat ``phase/...`` scalars: floats (NaN when missing) and the heads as "l.h,l.h"."""
-        nan = float("nan")
         w, b = self.window, self.bump
-        flat: dict[str, float | str] = {
-            "phase/has_window": float(w is not None),
-            "phase/window_start_tokens": w.start_tokens if w else nan,
-            "phase/window_end_tokens": w.end_tokens if w else nan,
-            "phase/window_peak_tokens": w.peak_tokens if w else nan,
-            "phase/window_peak_slope": w.peak_slope if w else nan,
-            "phase/window_width_log10": w.width_decades if w else nan,
-            "phase/window_drop": w.drop if w else nan,
-            "phase/window_total_drop": w.total_drop if w else nan,
-            "phase/window_share": w.share if w else nan,
-            "phase/window_z": w.z if w else nan,
-            "phase/window_step_z": w.step_z if w else nan,
-            "phase/window_open_end": float(w.open_end) if w else nan,
-            "phase/window_noise_sd": w.noise_sd if w else nan,
-            "phase/window_noise_rho": w.noise_rho if w else nan,
-            "phase/icl_before": w.icl_before if w else nan,
-            "phase/icl_after": w.icl_after if w else nan,
-            "phase/bump_start_tokens": b.start_tokens if b else nan,
-            "phase/bump_end_tokens": b.end_tokens if b else nan,
-            "phase/bump_peak_tokens": b.peak_tokens if b else nan,
-            "phase/bump_height": b.height if b else nan,
-            "phase/induction_heads": ",".join(f"{layer}.{head}" for layer, head in self.induction_heads),
-        }
+        flat: dict[str, float | str] = {"phase/has_window": float(w is not None)}
+        flat.update({f"phase/{key}": _scalar(w, attr) for key, attr in WINDOW_ATTRS.items()})
+        flat.update({f"phase/bump_{key}": _scalar(b, key) for key in BUMP_ATTRS})
+        flat["phase/induction_heads"] = ",".join(f"{layer}.{head}" for layer, head in self.induction_heads)
         for layer, head in self.induction_heads:
             name = f"phase/head_{layer}.{head}"
             formed = self.formation_tokens.get((layer, head))
             lag = self.lags.get((layer, head))
-            flat[f"{name}_formation_tokens"] = nan if formed is None else float(formed)
-            flat[f"{name}_lag_log10"] = lag.lag_log10 if lag else nan
-            flat[f"{name}_lag_ratio"] = lag.ratio if lag else nan
-            flat[f"{name}_lag_low"] = lag.low if lag else nan
-            flat[f"{name}_lag_high"] = lag.high if lag else nan
-            flat[f"{name}_lag_resolution"] = lag.resolution_log10 if lag else nan
-            flat[f"{name}_lag_resolved"] = float(lag.resolved) if lag else nan
-            flat[f"{name}_lag_block"] = float(lag.block) if lag else nan
+            flat[f"{name}_formation_tokens"] = float("nan") if formed is None else float(formed)
+            flat.update({f"{name}_lag_{key}": _scalar(lag, attr) for key, attr in LAG_ATTRS.items()})
         return flat
+
+
+# metrics.h5 attribute (after "phase/") -> PhaseWindow field; likewise for the bump and each lag.
+WINDOW_ATTRS = {
+    "window_start_tokens": "start_tokens", "window_end_tokens": "end_tokens",
+    "window_peak_tokens": "peak_tokens", "window_peak_slope": "peak_slope",
+    "window_width_log10": "width_decades", "window_drop": "drop", "window_total_drop": "total_drop",
+    "window_share": "share", "window_z": "z", "window_step_z": "step_z",
+    "window_open_end": "open_end", "window_noise_sd": "noise_sd", "window_noise_rho": "noise_rho",
+    "icl_before": "icl_before", "icl_after": "icl_after",
+}
+BUMP_ATTRS = ("start_tokens", "end_tokens", "peak_tokens", "height")
+LAG_ATTRS = {"log10": "lag_log10", "ratio": "ratio", "low": "low", "high": "high",
+             "resolution": "resolution_log10", "resolved": "resolved", "block": "block"}
+
+
+def _scalar(source, attr: str) -> float:
+    """float(source.attr) (bools become 0/1), or NaN when there is no source."""
+    return float("nan") if source is None else float(getattr(source, attr))
 
 
 def analyse_phase(tokens_eval: np.ndarray, icl: np.ndarray, train_tokens: np.ndarray,
