@@ -13,9 +13,8 @@ from jaxtyping import Float
 # Gaussian kernel sd in decades. The default run's ICL drop takes ~0.08 decades (2.8M -> 3.3M
 # tokens) on checkpoints 0.02-0.03 decades apart whose scores differ by ~0.1 nats from
 # neighbour to neighbour: 0.03 averages ~5 checkpoints there without washing the drop out.
-# The smoother only proposes candidate windows and locates the steepest point; the window's
-# edges and its significance come from a fit to the raw scores (interp.phase.window), so the
-# result does not hinge on this number (tested for 0.02-0.06).
+# The window's sensitivity to this number is tested on the stored runs (0.02-0.05 on the
+# default run, 0.02-0.06 on the Markov run; docs/PHASE.md says where it moves).
 BANDWIDTH = 0.03
 # Every kernel spans at least this many neighbours, so that sparse (log-spaced) early
 # checkpoints are still smoothed instead of being fitted exactly.
@@ -52,8 +51,8 @@ def noise_sd(level_map: Matrix, y: Series) -> float:
 
     The usual variance estimate of a linear smoother y_hat = L y (the denominator is the
     residual degrees of freedom), valid for independent noise. It is what the loss-bump rule
-    uses; the window and the lag use :func:`interp.phase.noise.estimate_noise`, which allows
-    for correlated noise.
+    uses; the window uses :class:`interp.phase.noise.SmootherNoise`, which allows for
+    correlated noise, and the lag a moving-block bootstrap.
     """
     residuals = y - level_map @ y
     dof = y.size - 2 * np.trace(level_map) + np.sum(level_map ** 2)

@@ -84,8 +84,8 @@ def phase_change_window(tokens: np.ndarray, icl: np.ndarray, bandwidth: float = 
     3. It is a phase change only if all of these hold (else None):
        - drop = s(start) - s(end) >= ``min_drop`` nats, and total_drop >= ``min_drop``
          (0.1, about twice the score noise of one checkpoint on 128 sequences);
-       - z = drop / sd((L_start - L_end) y) >= ``min_z`` (``MIN_Z``: every candidate is tried
-         and the best kept, so the largest of dozens of z values is tested);
+       - z = drop / sd((L_start - L_end) y) >= ``min_z`` (``MIN_Z``: every candidate is tried,
+         so the threshold has to allow for dozens of looks; set by calibration, docs/PHASE.md);
        - s(end) < the lowest s before the window: a fall that only undoes an earlier rise of
          the score is not a phase change;
        - step_z >= ``min_step_z`` (``MIN_STEP_Z``): near the window (two widths on each side)
