@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp import checkpoints, store
+from interp import checkpoints, runlock, store
 from interp.data import load_dataset
 from interp.errors import CheckpointError, InterpError
 from interp.measures import ablation, circuits, heads, vocab
+from interp.recovery import recover_metrics
 from interp.measures.icl import (band_half_width, icl_band_score, icl_indices, icl_score,
                                  per_token_losses)
 
@@ -54,6 +55,21 @@ class AnalysisConfig:
     ablate: bool = True
     precision: str = "auto"  # loss forward passes only: "auto" (bf16 where fast, as training) or "fp32"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # The ICL score's standard error needs two sequences; the rest one of each.
+        if self.icl_examples < 2:
+            raise InterpError(f"--icl-examples must be at least 2 (the ICL score's standard error "
+                              f"needs two sequences), not {self.icl_examples}")
+        counts = {"ablation_examples": self.ablation_examples, "pca_pairs": self.pca_pairs,
+                  "pattern_examples": self.pattern_examples, "prefix_sequences": self.prefix_sequences,
+                  "prefix_seq_len": self.prefix_seq_len}
+        bad = [f"{k}={v}" for k, v in counts.items() if v < 1]
+        if bad or self.prefix_repeats < 2 or self.seed < 0:
+            raise InterpError(f"analysis sizes must be >= 1, prefix_repeats >= 2 and seed >= 0, "
+                              f"not {', '.join(bad) or (self.prefix_repeats, self.seed)}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise InterpError(f"analysis precision '{self.precision}' is not one of auto, fp32, bf16, fp16")
 
 
 @dataclass
@@ -136,10 +152,15 @@ def analyzed_steps(run_dir: Path) -> set[int]:
 
 
 def analyze_run(run_dir: str | Path, config: AnalysisConfig = AnalysisConfig(),
-                progress: bool = True) -> dict[str, Any]:
+                progress: bool = True, wait: bool = False) -> dict[str, Any]:
     """Analyse the checkpoints of ``run_dir`` that are not analysed yet; then the phase change.
 
-    Returns {"analyzed": [steps], "skipped": {step: reason}, "pending": status note}.
+    One analysis per run at a time (:mod:`interp.runlock`): with another one running this
+    raises :class:`~interp.runlock.RunBusy`, or with ``wait`` (a trainer's or sweep worker's
+    own analysis) waits for it. A damaged metrics file is first moved aside and rebuilt
+    (:mod:`interp.recovery`); the note saying so is logged and returned as ``recovered``.
+
+    Returns {"analyzed": [steps], "skipped": {step: reason}, "recovered": note or None}.
     """
     run_dir = Path(run_dir)
     run_config = checkpoints.read_config(run_dir)
@@ -147,14 +168,22 @@ def analyze_run(run_dir: str | Path, config: AnalysisConfig = AnalysisConfig(),
     if not found:
         raise CheckpointError(f"'{run_dir}' has no complete checkpoint yet; wait for training to "
                               f"write one (interp runs shows its status)")
-    todo = [c for c in found if c.step not in analyzed_steps(run_dir)]
-    result: dict[str, Any] = {"analyzed": [], "skipped": {}}
-    if todo:
-        data = _matching_dataset(run_dir, run_config)
-        probes = build_probes(data, run_config.model.n_ctx, config)
-        _analyze_checkpoints(run_dir, todo, probes, config, run_config.tokens_per_step, result, progress)
-    update_phase(run_dir)
+    with runlock.hold(run_dir, "analyze", wait=wait):
+        result: dict[str, Any] = {"analyzed": [], "skipped": {}, "recovered": _recover(run_dir)}
+        todo = [c for c in found if c.step not in analyzed_steps(run_dir)]
+        if todo:
+            data = _matching_dataset(run_dir, run_config)
+            probes = build_probes(data, run_config.model.n_ctx, config)
+            _analyze_checkpoints(run_dir, todo, probes, config, run_config.tokens_per_step, result, progress)
+        update_phase(run_dir)
     return result
+
+
+def _recover(run_dir: Path) -> str | None:
+    note = recover_metrics(run_dir)
+    if note:
+        log.warning("%s", note)
+    return note
 
 
 def _analyze_checkpoints(run_dir: Path, todo: list, probes: Probes, config: AnalysisConfig,
@@ -241,12 +270,19 @@ def _matching_dataset(run_dir: Path, run_config):
 
 
 def drop_analysis(run_dir: str | Path) -> None:
-    """Delete the stored analysis and phase groups (training metrics are kept)."""
-    checkpoints.read_config(Path(run_dir))  # a clear error for a missing or foreign directory
-    with store.update(Path(run_dir)) as handle:
-        for group in (GROUP, "phase", PROBES_GROUP):
-            if group in handle:
-                del handle[group]
+    """Delete the stored analysis and phase groups (training metrics are kept); under the
+    analysis lock, so it never runs beside an analysis of the same run. A damaged metrics
+    file is moved aside and rebuilt first (its analysis is dropped either way)."""
+    run_dir = Path(run_dir)
+    checkpoints.read_config(run_dir)  # a clear error for a missing or foreign directory
+    with runlock.hold(run_dir, "analyze"):
+        _recover(run_dir)
+        if not (run_dir / store.FILENAME).exists():
+            return
+        with store.update(run_dir) as handle:
+            for group in (GROUP, "phase", PROBES_GROUP):
+                if group in handle:
+                    del handle[group]
 
 
 def analysis_series(run_dir: str | Path) -> dict[str, np.ndarray]:

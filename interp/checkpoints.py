@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from interp.config import RunConfig, TrainConfig
@@ -78,6 +79,19 @@ def save_checkpoint(
     final = run_dir / checkpoint_name(trainer["step"])
     tmp = run_dir / f".{final.name}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_checkpoint_files(tmp, model, optimizer, trainer, extra_tensors)
+        if final.exists():  # a rerun of the same step (resume) replaces it whole
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    finally:  # a failed write (a full disk) leaves no half-written temporary behind
+        shutil.rmtree(tmp, ignore_errors=True)
+    _fsync_dir(run_dir)
+    return final
+
+
+def _write_checkpoint_files(tmp: Path, model: Transformer, optimizer: torch.optim.Optimizer,
+                            trainer: dict[str, Any], extra_tensors: dict[str, torch.Tensor] | None) -> None:
     tmp.mkdir(parents=True)
     save_file(_cpu_contiguous(model.state_dict()), tmp / "model.safetensors")
     tensors, optim_meta = optimizer_to_flat(optimizer)
@@ -88,11 +102,6 @@ def save_checkpoint(
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     for name in (*FILES, "manifest.json"):
         _fsync_file(tmp / name)
-    if final.exists():  # a rerun of the same step (resume) replaces it whole
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    _fsync_dir(run_dir)
-    return final
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:
@@ -127,24 +136,60 @@ def optimizer_from_flat(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 # --------------------------------------------------------------------------- loading
 
 def verify_checkpoint(path: Path) -> None:
-    """Raise CheckpointError unless every file matches its manifest entry."""
+    """Raise CheckpointError unless the manifest maps every checkpoint file to its size and
+    sha256 and every file matches. A manifest that is not such a complete mapping ({}, [], an
+    entry missing or malformed) is invalid, never a pass: it would let a damaged file through."""
     path = Path(path)
-    try:
-        manifest = json.loads((path / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        raise CheckpointError(f"checkpoint {path} has no readable manifest.json; it is incomplete") from None
-    for name, entry in manifest.items():
-        file = path / name
+    manifest = _read_manifest(path)
+    for name in FILES:
+        file, entry = path / name, manifest[name]
         if not file.is_file() or file.stat().st_size != entry["bytes"] or _sha256(file) != entry["sha256"]:
             raise CheckpointError(f"checkpoint {path} fails its integrity check ({name} differs from "
                                   f"manifest.json); delete it, or resume from an earlier one")
+
+
+def _read_manifest(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        raise CheckpointError(f"checkpoint {path} has no readable manifest.json; it is incomplete") from None
+    valid = isinstance(manifest, dict) and set(manifest) == set(FILES) and all(
+        isinstance(e, dict) and isinstance(e.get("sha256"), str)
+        and isinstance(e.get("bytes"), int) and not isinstance(e.get("bytes"), bool)
+        for e in manifest.values())
+    if not valid:
+        raise CheckpointError(f"checkpoint {path} has an invalid manifest.json (it must give the sha256 "
+                              f"and bytes of exactly {', '.join(FILES)}); it cannot be trusted")
+    return manifest
+
+
+def _load_tensors(file: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """A safetensors file, any read failure (truncated, not safetensors) as a CheckpointError."""
+    try:
+        return load_file(file, device=device)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint file {file} cannot be read ({str(err).splitlines()[0][:120]})") from None
+
+
+def _load_weights(model: Transformer, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Load ``weights`` only if they have exactly the model's names and shapes, so a refused
+    checkpoint leaves the model as it was (``load_state_dict`` would copy what fits first)."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    if found != expected:
+        wrong = sorted(set(found) ^ set(expected)) or [k for k in expected if found[k] != expected[k]]
+        name = wrong[0]
+        raise CheckpointError(f"checkpoint {path} does not fit its run's config.json ({name}: "
+                              f"{found.get(name, 'missing')} in the checkpoint, {expected.get(name, 'none')} "
+                              f"in the model)")
+    model.load_state_dict(weights)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", verify: bool = True) -> Transformer:
     """Rebuild a model from a checkpoint directory (or a run directory: its last checkpoint).
 
     Needs only ``config.json`` beside the checkpoint and ``model.safetensors``; no training
-    code runs and nothing in the files is executed.
+    code runs and nothing in the files is executed. Any failure is a one-line CheckpointError.
     """
     path = Path(path)
     if not (path / "model.safetensors").is_file():
@@ -157,7 +202,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", verify: boo
         verify_checkpoint(path)
     config = read_config(path.parent)
     model = Transformer(config.model)
-    model.load_state_dict(load_file(path / "model.safetensors"))
+    _load_weights(model, _load_tensors(path / "model.safetensors"), path)
     return model.to(device).eval()
 
 
@@ -172,13 +217,31 @@ class TrainerState:
 
 def load_trainer_state(checkpoint: Checkpoint, model: Transformer,
                        optimizer: torch.optim.Optimizer) -> TrainerState:
-    """Load weights and optimizer state in place; return the step and the remaining state."""
-    verify_checkpoint(checkpoint.path)
-    model.load_state_dict(load_file(checkpoint.path / "model.safetensors", device=str(model.device)))
-    tensors = load_file(checkpoint.path / "trainer.safetensors")
-    trainer = json.loads((checkpoint.path / "trainer.json").read_text())
-    optimizer.load_state_dict(optimizer_from_flat(tensors, trainer.pop("optimizer")))
-    return TrainerState(step=int(trainer["step"]), trainer=trainer, tensors=tensors)
+    """Load weights and optimizer state in place; return the step and the remaining state.
+
+    Everything is read and checked before the model is touched; any failure is a
+    CheckpointError, so a caller can fall back to an older checkpoint.
+    """
+    path = checkpoint.path
+    verify_checkpoint(path)
+    weights = _load_tensors(path / "model.safetensors", str(model.device))
+    tensors = _load_tensors(path / "trainer.safetensors")
+    try:
+        trainer = json.loads((path / "trainer.json").read_text())
+        step, meta = int(trainer["step"]), trainer.pop("optimizer")
+        optim_state = optimizer_from_flat(tensors, meta)
+        if "rng/torch_cpu" not in tensors:
+            raise KeyError("rng/torch_cpu")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"checkpoint {path} has an unreadable trainer state ({type(err).__name__}: "
+                              f"{err})") from None
+    _load_weights(model, weights, path)
+    try:
+        optimizer.load_state_dict(optim_state)
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {path} holds an optimizer state that does not fit the model "
+                              f"({str(err).splitlines()[0][:120]})") from None
+    return TrainerState(step=step, trainer=trainer, tensors=tensors)
 
 
 def last_good_checkpoint(run_dir: Path) -> Checkpoint | None:

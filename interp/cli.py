@@ -105,7 +105,7 @@ def analyse_each_checkpoint(run_dir: Path, step: int) -> None:
     it measures only what is new) and update the phase statistics."""
     from interp.analysis import analyze_run
 
-    analyze_run(run_dir, progress=False)
+    analyze_run(run_dir, progress=False, wait=True)  # never fail training over a user's analyze
 
 
 def _on_checkpoint(config):
@@ -147,12 +147,16 @@ def _quickstart(args: argparse.Namespace) -> Path:
 
 def _analyze(run_dir: Path, ablate: bool = True, icl_examples: int = 256, progress: bool = True,
              redo: bool = False) -> None:
+    from interp import runlock
     from interp.analysis import AnalysisConfig, analyze_run, drop_analysis
-    from interp.checkpoints import run_status
+    from interp.checkpoints import read_config, run_status
 
-    if redo:
-        drop_analysis(run_dir)
-    result = analyze_run(run_dir, AnalysisConfig(ablate=ablate, icl_examples=icl_examples), progress)
+    config = AnalysisConfig(ablate=ablate, icl_examples=icl_examples)
+    read_config(run_dir)  # the clear error for a missing or foreign folder first
+    with runlock.hold(run_dir, "analyze"):  # --redo and the analysis as one: nobody in between
+        if redo:
+            drop_analysis(run_dir)
+        result = analyze_run(run_dir, config, progress)
     note = " (still training: run it again for newer checkpoints)" if run_status(run_dir) == "training" else ""
     print(f"analysed {len(result['analyzed'])} new checkpoint(s) of {run_dir}{note}")
     for step, reason in result["skipped"].items():

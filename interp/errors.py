@@ -20,3 +20,7 @@ class DataError(InterpError):
 
 class CheckpointError(InterpError):
     """A run directory or checkpoint that is missing, incomplete or corrupt."""
+
+
+class TrainingDiverged(InterpError):
+    """The training loss (or the held-out loss at a checkpoint) became NaN or infinite."""

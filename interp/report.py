@@ -45,10 +45,20 @@ def _k_baseline(run_dir: Path) -> Baseline:
     return random_baseline(model.d_model, model.d_head, "k")
 
 
+# The analysis series every part of the report reads; the others (ablations, composition)
+# are optional and their figures are left out when absent.
+REQUIRED = ("tokens", "icl_score", "icl_score_stderr", "val_loss", "loss_by_position",
+            "per_token_loss", "prefix_matching", "copying_ov")
+
+
 def _rows(run_dir: Path) -> dict[str, np.ndarray]:
     rows = analysis_series(run_dir)
     if not len(rows.get("step", [])):
         raise InterpError(f"'{run_dir}' has no analysis yet; run 'interp analyze {run_dir}' first")
+    missing = [name for name in REQUIRED if name not in rows]
+    if missing:
+        raise InterpError(f"the analysis of '{run_dir}' lacks {', '.join(missing)} (written by another "
+                          f"version, or damaged); run 'interp analyze {run_dir} --redo' to measure it again")
     return rows
 
 
@@ -138,7 +148,8 @@ def figure_icl_loss(run_dir: Path, rows: dict, phase: dict, out: Path) -> Path:
     icl_ax.fill_between(tokens, icl - err, icl + err, alpha=0.15, label="± standard error")
     icl_ax.plot(tokens, icl_band_score(rows["loss_by_position"][keep]), "-", lw=2,
                 label="ICL score (band of indices)")
-    loss_ax.plot(train["tokens"], train["loss"], lw=1, label="training loss")
+    if "tokens" in train and "loss" in train:  # absent in a run whose metrics were rebuilt without it
+        loss_ax.plot(train["tokens"], train["loss"], lw=1, label="training loss")
     loss_ax.plot(tokens, rows["val_loss"][keep], "o", ms=3, label="held-out loss")
     _over_tokens(icl_ax, phase, "ICL score (nats)")
     _over_tokens(loss_ax, phase, "loss (nats)")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from interp import runlock
 from interp.config import RunConfig
 from interp.errors import CheckpointError, InterpError
 
@@ -54,35 +55,70 @@ def read_config(run_dir: Path) -> RunConfig:
         raise CheckpointError(f"'{run_dir}' has no config.json, so it is not an interp run directory")
     try:
         return RunConfig.from_json(path.read_text())
-    except (json.JSONDecodeError, InterpError) as err:
-        raise CheckpointError(f"{path} cannot be read ({err}); the run directory is damaged") from None
+    except (OSError, ValueError, InterpError) as err:  # unreadable, not UTF-8, not JSON, invalid
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
+        raise CheckpointError(f"{path} cannot be read ({reason}); the run directory is damaged") from None
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    fsync_file(tmp)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+        fsync_file(tmp)
+        os.replace(tmp, path)
+    finally:  # a full disk leaves the old file and no temporary
+        tmp.unlink(missing_ok=True)
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:
+    """run.json as a dict ({} when there is none); a damaged one is a CheckpointError."""
     path = Path(run_dir) / "run.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path} cannot be read ({type(err).__name__}); the run's status is "
+                              f"unknown, its checkpoints are unaffected") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path} is not a JSON object; the run's status is unknown, its "
+                              f"checkpoints are unaffected")
+    return info
 
 
 def update_run_info(run_dir: Path, **fields: Any) -> None:
-    info = read_run_info(run_dir)
+    """Merge ``fields`` into run.json. A damaged run.json is moved aside (``run.json.damaged-<time>``,
+    never deleted) and a new one started, so a damaged status file never stops a run."""
+    try:
+        info = read_run_info(run_dir)
+    except CheckpointError:
+        path = Path(run_dir) / "run.json"
+        os.replace(path, path.with_name(f"run.json.damaged-{time.strftime('%Y%m%d-%H%M%S')}"))
+        info = {}
     info.update(fields, updated=time.time())
     write_json_atomic(Path(run_dir) / "run.json", info)
 
 
 def run_status(run_dir: Path) -> str:
-    """``training`` (its process is alive), ``finished``, ``failed`` or ``interrupted``."""
-    info = read_run_info(run_dir)
+    """``training`` (its trainer is alive), ``finished``, ``failed``, ``diverged``,
+    ``interrupted``, or ``damaged`` (run.json unreadable).
+
+    Whether a run marked ``training`` is alive comes from its training lock
+    (:mod:`interp.runlock`) where it has one: held means alive, even on another host sharing
+    the folder over NFSv4. Runs made before the lock existed fall back to the pid in run.json
+    (on this host only).
+    """
+    try:
+        info = read_run_info(run_dir)
+    except CheckpointError:
+        return "damaged"
     status = info.get("status", "unknown")
-    if status == "training" and info.get("host") == socket.gethostname():
-        if not _pid_alive(info.get("pid", -1)):
-            return "interrupted"
+    if status != "training":
+        return status
+    if runlock.lock_path(run_dir, "train").exists():
+        return "training" if runlock.holder(run_dir, "train") else "interrupted"
+    if info.get("host") == socket.gethostname() and not _pid_alive(info.get("pid", -1)):
+        return "interrupted"
     return status
 
 

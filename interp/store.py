@@ -24,9 +24,10 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import h5py
 import numpy as np
@@ -53,22 +54,30 @@ def _locked(run_dir: Path) -> Iterator[None]:
 
 @contextmanager
 def update(run_dir: Path) -> Iterator[h5py.File]:
-    """Open a private copy of the metrics file for writing; it replaces the file on success."""
+    """Open a private copy of the metrics file for writing; it replaces the file on success.
+
+    The copy is removed whatever happens (an error in the block, a full disk), so a failed
+    update leaves the previous file and nothing else. A file that HDF5 cannot open raises
+    :class:`DamagedMetrics`, never an OSError: :func:`recover` moves it aside and rebuilds it.
+    """
     run_dir = Path(run_dir)
     path = run_dir / FILENAME
     tmp = run_dir / f".{FILENAME}.tmp{os.getpid()}"
     with _locked(run_dir):
-        if path.exists():
-            shutil.copyfile(path, tmp)
-        with h5py.File(tmp, "a") as handle:
-            if "layout_version" not in handle.attrs:
-                handle.attrs["layout_version"] = LAYOUT_VERSION
-                handle.attrs["run_name"] = run_dir.name
-            _check_version(handle, path)
-            yield handle
-        with open(tmp, "rb+") as raw:
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
+        try:
+            if path.exists():
+                shutil.copyfile(path, tmp)
+            with _open(tmp, "a", path) as handle:
+                if "layout_version" not in handle.attrs:
+                    handle.attrs["layout_version"] = LAYOUT_VERSION
+                    handle.attrs["run_name"] = run_dir.name
+                _check_version(handle, path)
+                yield handle
+            with open(tmp, "rb+") as raw:
+                os.fsync(raw.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -77,14 +86,90 @@ def read(run_dir: Path) -> Iterator[h5py.File]:
     path = Path(run_dir) / FILENAME
     if not path.is_file():
         raise StoreError(f"{path} does not exist yet; train the run (or wait for its first checkpoint)")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise StoreError(f"{path} is not a readable HDF5 file ({err}); delete it and rerun "
-                         f"'interp analyze' to rebuild the analysis") from None
-    with handle:
+    with _open(path, "r", path) as handle:
         _check_version(handle, path)
-        yield handle
+        try:
+            yield handle
+        except OSError as err:  # a dataset whose blocks are damaged, found on reading it
+            raise DamagedMetrics(f"{path} is damaged ({str(err).split('(')[0].strip()}); "
+                                 f"'interp analyze {path.parent}' moves it aside and rebuilds it "
+                                 f"from the checkpoints") from None
+
+
+class DamagedMetrics(StoreError):
+    """A metrics file that HDF5 cannot open (truncated, overwritten, not HDF5)."""
+
+
+def _open(file: Path, mode: str, shown: Path) -> h5py.File:
+    """``h5py.File(file, mode)``, a damaged file raising :class:`DamagedMetrics` in one line
+    whose advice keeps the data: analysis and resume rebuild it (:func:`recover`)."""
+    try:
+        return h5py.File(file, mode)
+    except OSError as err:
+        reason = str(err).split("(")[0].strip().rstrip(":") or type(err).__name__
+        raise DamagedMetrics(f"{shown} is damaged ({reason}); 'interp analyze {shown.parent}' moves it "
+                             f"aside and rebuilds it from the checkpoints") from None
+
+
+def replace_damaged(run_dir: Path, build: Callable[[h5py.File, Path | None], None]) -> Path | None:
+    """If the metrics file is damaged (it cannot be opened, or a dataset cannot be read), move
+    it aside as ``metrics.h5.damaged-<time>`` and write a new one with ``build(handle, aside)``;
+    return the path it was moved to (None when the file was sound or absent).
+
+    The damaged file is never deleted or modified: whatever a later tool can still read in it
+    stays there. Done under the metrics lock, so no writer sees the file missing in between.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / FILENAME
+    with _locked(run_dir):
+        if not path.exists() or readable(path):
+            return None
+        aside = path.with_name(f"{FILENAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        while aside.exists():  # two recoveries in one second: never overwrite the first
+            aside = aside.with_name(aside.name + "x")
+        os.replace(path, aside)
+        _write_new(run_dir, lambda handle: build(handle, aside))
+        return aside
+
+
+def rebuild_missing(run_dir: Path, build: Callable[[h5py.File, Path | None], None]) -> None:
+    """Write a metrics file with ``build(handle, None)`` where none exists (under the lock)."""
+    run_dir = Path(run_dir)
+    with _locked(run_dir):
+        if not (run_dir / FILENAME).exists():
+            _write_new(run_dir, lambda handle: build(handle, None))
+
+
+def _write_new(run_dir: Path, build: Callable[[h5py.File], None]) -> None:
+    """A new metrics file written to a temporary name and renamed into place (lock held)."""
+    tmp = run_dir / f".{FILENAME}.tmp{os.getpid()}"
+    try:
+        with h5py.File(tmp, "w") as handle:
+            handle.attrs["layout_version"] = LAYOUT_VERSION
+            handle.attrs["run_name"] = run_dir.name
+            build(handle)
+        with open(tmp, "rb+") as raw:
+            os.fsync(raw.fileno())
+        os.replace(tmp, run_dir / FILENAME)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def readable(path: Path) -> bool:
+    """Whether HDF5 opens the file and reads every dataset in it (files are small: this reads
+    kilobytes to a few MB). A file of another layout version counts as readable: it is not
+    damaged, and its reader says how to rewrite it."""
+    def visit(_name: str, item: Any) -> None:
+        if isinstance(item, h5py.Dataset):
+            item[()]
+
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.visititems(visit)
+            dict(handle.attrs)
+    except (OSError, RuntimeError, KeyError, ValueError):
+        return False
+    return True
 
 
 def _check_version(handle: h5py.File, path: Path) -> None:
@@ -97,6 +182,11 @@ def _check_version(handle: h5py.File, path: Path) -> None:
 def append(handle: h5py.File, group: str, records: dict[str, Any]) -> None:
     """Append rows to the series of ``group``; every value gains one leading axis entry per row.
 
+    A row whose ``step`` is already stored in the group (or repeated among the new rows) is
+    dropped, not appended: whoever wrote it first wins. Two writers that race (two analyses,
+    a resume of a live run) then cannot leave duplicate rows, which would bias every series
+    statistic; :mod:`interp.runlock` keeps such writers apart in the first place.
+
     Args:
         records: name -> array whose first axis is the rows being appended (all equal length).
     """
@@ -104,8 +194,11 @@ def append(handle: h5py.File, group: str, records: dict[str, Any]) -> None:
     if len(lengths) != 1:
         raise ValueError(f"records for {group} have different lengths: {lengths}")
     grp = handle.require_group(group)
+    keep = _new_rows(grp, records)
+    if not keep.any():
+        return
     for name, value in records.items():
-        value = np.asarray(value)
+        value = np.asarray(value)[keep]
         if name not in grp:
             grp.create_dataset(name, data=value, maxshape=(None, *value.shape[1:]), chunks=True)
             continue
@@ -113,6 +206,19 @@ def append(handle: h5py.File, group: str, records: dict[str, Any]) -> None:
         start = dataset.shape[0]
         dataset.resize(start + len(value), axis=0)
         dataset[start:] = value
+
+
+def _new_rows(grp: h5py.Group, records: dict[str, Any]) -> np.ndarray:
+    """Mask of the rows to append: those whose step is neither stored nor repeated before."""
+    n = len(np.asarray(next(iter(records.values()))))
+    if "step" not in records:
+        return np.ones(n, bool)
+    seen = {int(s) for s in grp["step"][()]} if "step" in grp else set()
+    keep = np.zeros(n, bool)
+    for i, step in enumerate(np.asarray(records["step"]).tolist()):
+        keep[i] = int(step) not in seen
+        seen.add(int(step))
+    return keep
 
 
 def truncate_after(handle: h5py.File, step: int) -> None:

@@ -20,23 +20,25 @@ import platform
 import socket
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from interp import checkpoints, store
+from interp import checkpoints, runlock, store
 from interp.config import RunConfig, TrainConfig
 from interp.data import load_dataset
 from interp.device import autocast, pick_device, pick_precision
-from interp.errors import CheckpointError
+from interp.errors import CheckpointError, InterpError, TrainingDiverged
 from interp.measures.heads import (RepeatedTokens, middle_frequency_pool, prefix_matching,
                                    repeated_token_probe)
 from interp.measures.icl import icl_indices, icl_score, per_token_losses
 from interp.model import Transformer
+from interp.recovery import recover_metrics
 
 log = logging.getLogger("interp")
 
@@ -80,6 +82,11 @@ class Run:
     schedule: list[int]
     step: int = 0
     pending: list[dict[str, float]] = field(default_factory=list)
+    # The training loss summed over the steps since the last train record, and their number.
+    # Saved with each checkpoint, so the first record after a resume averages the same
+    # log_every steps as an uninterrupted run (not only those run since the resume).
+    window_loss: float = 0.0
+    window_steps: int = 0
     eval_tokens: torch.Tensor | None = None
     probe: RepeatedTokens | None = None
 
@@ -101,7 +108,23 @@ def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False,
 
     Returns the run directory. Raises InterpError subclasses for bad input.
     """
-    run = _open_run(config, Path(run_dir), resume)
+    run_dir = Path(run_dir)
+    if resume:
+        checkpoints.read_config(run_dir)  # the clear error for a missing or foreign folder first
+        with runlock.hold(run_dir, "train"):
+            run = _prepare(checkpoints.read_config(run_dir), run_dir)
+            checkpoints.remove_stale_temporaries(run_dir)
+            _restore(run)
+            return _train_run(run, progress, on_checkpoint)
+    _refuse_existing(run_dir)
+    run = _prepare(config, run_dir)  # data, model, optimizer: nothing is written before this works
+    with _new_run_folder(run_dir):
+        _write_run_files(run)
+        return _train_run(run, progress, on_checkpoint)
+
+
+def _train_run(run: Run, progress: bool, on_checkpoint: CheckpointCallback | None) -> Path:
+    """The loop, with the run's status kept in run.json (``diverged`` for a non-finite loss)."""
     if run.config.train.analyze and on_checkpoint is None:
         log.warning("train.analyze is set but no on_checkpoint callback was given: checkpoints are "
                     "not analysed as they land; run 'interp analyze %s' afterwards", run.directory)
@@ -110,11 +133,70 @@ def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False,
     try:
         _loop(run, progress, on_checkpoint)
     except BaseException as err:
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        checkpoints.update_run_info(run.directory, status=status, error=repr(err)[:500])
+        _mark_stopped(run.directory, err)
         raise
     checkpoints.update_run_info(run.directory, status="finished", step=run.step)
     return run.directory
+
+
+def _mark_stopped(run_dir: Path, err: BaseException) -> None:
+    """Record why training stopped; best effort, since the cause may be a full or failing disk
+    (then the trainer's lock, released with its process, tells that it is not training)."""
+    status = ("interrupted" if isinstance(err, KeyboardInterrupt)
+              else "diverged" if isinstance(err, TrainingDiverged) else "failed")
+    try:
+        checkpoints.update_run_info(run_dir, status=status, error=str(err)[:500] or repr(err)[:500])
+    except (OSError, InterpError) as again:
+        log.debug("could not record status %s in %s: %s", status, run_dir, again)
+
+
+def _refuse_existing(run_dir: Path) -> None:
+    if checkpoints.list_checkpoints(run_dir) or (run_dir / "config.json").exists():
+        raise CheckpointError(f"run directory '{run_dir}' already holds a run; resume it with "
+                              f"'interp train --resume {run_dir}' or choose another --name")
+
+
+@contextmanager
+def _new_run_folder(run_dir: Path) -> Iterator[None]:
+    """Create ``run_dir`` and hold its training lock for the block. If the block fails before
+    the run has a complete checkpoint (a refused start, a failed allocation, a full disk,
+    Ctrl-C in the first seconds), everything this start created is removed again: such a
+    folder holds nothing to resume, and left behind it would block the same name."""
+    before = set(run_dir.iterdir()) if run_dir.is_dir() else None
+    created = _make_dirs(run_dir)
+    with runlock.hold(run_dir, "train"):
+        try:
+            _refuse_existing(run_dir)  # again under the lock: two starts of one name at once
+            yield
+        except BaseException:
+            if not checkpoints.list_checkpoints(run_dir):
+                _discard(run_dir, created, before)
+            raise
+
+
+def _make_dirs(run_dir: Path) -> list[Path]:
+    """``mkdir -p run_dir``; returns the directories it created, deepest first."""
+    missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _discard(run_dir: Path, created: list[Path], before: set[Path] | None) -> None:
+    """Remove what a failed start created: its files, then the directories it made if they
+    are empty (another run may have been started in a parent meanwhile); never what was
+    there before."""
+    import shutil
+
+    for child in set(run_dir.iterdir()) - (before or set()):
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    for directory in created:
+        try:
+            directory.rmdir()
+        except OSError:
+            break  # not empty: someone else's now
 
 
 def _loop(run: Run, progress: bool, on_checkpoint: CheckpointCallback | None = None) -> None:
@@ -125,7 +207,7 @@ def _loop(run: Run, progress: bool, on_checkpoint: CheckpointCallback | None = N
                dynamic_ncols=True, desc=run.directory.name, mininterval=interval)
     scheduled = set(run.schedule)
     started, tokens_per_step = time.perf_counter(), run.config.tokens_per_step
-    window_loss, window_start, window_steps = 0.0, time.perf_counter(), 0
+    window_start, window_ran = time.perf_counter(), 0  # for the speed: steps of this process only
     while run.step <= train_cfg.steps:
         if run.step in scheduled:
             paused = time.perf_counter()
@@ -137,20 +219,34 @@ def _loop(run: Run, progress: bool, on_checkpoint: CheckpointCallback | None = N
             break
         lr = learning_rate(run.step, train_cfg)
         loss, grad_norm = _train_step(run, lr)
+        _check_finite(run, loss, grad_norm, lr)
         run.step += 1
-        window_loss, window_steps = window_loss + loss, window_steps + 1
+        run.window_loss, run.window_steps, window_ran = run.window_loss + loss, run.window_steps + 1, window_ran + 1
         if run.step % train_cfg.log_every == 0 or run.step == train_cfg.steps:
             elapsed = time.perf_counter() - window_start
-            speed = window_steps * tokens_per_step / max(elapsed, 1e-9)
+            speed = window_ran * tokens_per_step / max(elapsed, 1e-9)
+            mean_loss = run.window_loss / run.window_steps
             run.pending.append({"step": run.step, "tokens": run.step * tokens_per_step,
-                                "loss": window_loss / window_steps, "lr": lr, "grad_norm": grad_norm,
+                                "loss": mean_loss, "lr": lr, "grad_norm": grad_norm,
                                 "tokens_per_second": speed,
                                 "wall_seconds": time.perf_counter() - started})
-            bar.set_postfix(loss=f"{window_loss / window_steps:.3f}", tok_s=f"{speed:,.0f}",
-                            refresh=False)
-            window_loss, window_start, window_steps = 0.0, time.perf_counter(), 0
+            bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{speed:,.0f}", refresh=False)
+            run.window_loss, run.window_steps = 0.0, 0
+            window_start, window_ran = time.perf_counter(), 0
         bar.update(1)
     bar.close()
+
+
+def _check_finite(run: Run, loss: float, grad_norm: float, lr: float) -> None:
+    """Stop a run whose loss (or, without a gradient scaler, gradient norm) is NaN or infinite:
+    its weights are lost from this step on, and every later checkpoint would hold NaN. (An fp16
+    scaler skips steps with infinite gradients by design, so there only the loss counts.)"""
+    bad_grad = not run.scaler.is_enabled() and not math.isfinite(grad_norm)
+    if not math.isfinite(loss) or bad_grad:
+        what = f"the loss is {loss}" if not math.isfinite(loss) else f"the gradient norm is {grad_norm}"
+        raise TrainingDiverged(f"training diverged at step {run.step}: {what} (lr {lr:g}); lower "
+                               f"train.lr or raise train.warmup_steps and start a new run "
+                               f"(checkpoints up to step {run.step} are kept)")
 
 
 def _train_step(run: Run, lr: float) -> tuple[float, float]:
@@ -173,20 +269,44 @@ def _train_step(run: Run, lr: float) -> tuple[float, float]:
 
 def _checkpoint(run: Run) -> None:
     """Evaluate, flush the metrics up to this step, then save the checkpoint (in that order, so
-    that metrics never lag behind the newest checkpoint a resume would start from)."""
+    that metrics never lag behind the newest checkpoint a resume would start from).
+
+    The checkpoint's trainer.json also carries the train records flushed here and this step's
+    eval row (``records``), so the metrics file can be rebuilt from the checkpoints alone
+    (:mod:`interp.recovery`), and the partial loss window, so a resume averages it whole.
+    """
     evaluation = quick_eval(run)
+    if not math.isfinite(evaluation["val_loss"]):
+        raise TrainingDiverged(f"training diverged before step {run.step}: the held-out loss is "
+                               f"{evaluation['val_loss']}; lower train.lr or raise train.warmup_steps "
+                               f"and start a new run")
+    train_rows = {k: [r[k] for r in run.pending] for k in run.pending[0]} if run.pending else {}
+    eval_row = {k: [v] for k, v in evaluation.items()}
+    eval_attrs = _eval_attrs(run)
     with store.update(run.directory) as handle:
-        if run.pending:
-            store.append(handle, "train", {k: [r[k] for r in run.pending] for k in run.pending[0]})
-        store.append(handle, "eval", {k: [v] for k, v in evaluation.items()})
-        handle["eval"].attrs.update(_eval_attrs(run))
+        if train_rows:
+            store.append(handle, "train", train_rows)
+        store.append(handle, "eval", eval_row)
+        handle["eval"].attrs.update(eval_attrs)
     run.pending.clear()
     trainer = {"step": run.step, "tokens": run.step * run.config.tokens_per_step,
                "data_position": {"seed": run.config.train.seed, "next_step": run.step},
                "lr": learning_rate(min(run.step, run.config.train.steps - 1), run.config.train),
                "scaler_scale": float(run.scaler.get_scale()) if run.scaler.is_enabled() else None,
+               "loss_window": {"sum": run.window_loss, "steps": run.window_steps},
+               "records": {**_records("train", train_rows), **_records("eval", eval_row),
+                           "eval_attrs": {k: int(v) for k, v in eval_attrs.items()}},
                "saved_at": time.time()}
     checkpoints.save_checkpoint(run.directory, run.model, run.optimizer, trainer, _rng_tensors())
+
+
+def _records(group: str, columns: dict[str, list]) -> dict[str, Any]:
+    """``columns`` as JSON lists with their numpy dtypes, to rebuild ``group`` bit for bit."""
+    if not columns:
+        return {}
+    arrays = {k: np.asarray(v) for k, v in columns.items()}
+    return {group: {k: a.tolist() for k, a in arrays.items()},
+            f"{group}_dtypes": {k: str(a.dtype) for k, a in arrays.items()}}
 
 
 @torch.no_grad()
@@ -214,12 +334,9 @@ def _eval_attrs(run: Run) -> dict[str, int]:
 
 # --------------------------------------------------------------------------- setup and resume
 
-def _open_run(config: RunConfig | None, run_dir: Path, resume: bool) -> Run:
-    if resume:
-        config = checkpoints.read_config(run_dir)
-    elif checkpoints.list_checkpoints(run_dir) or (run_dir / "config.json").exists():
-        raise CheckpointError(f"run directory '{run_dir}' already holds a run; resume it with "
-                              f"'interp train --resume {run_dir}' or choose another --name")
+def _prepare(config: RunConfig, run_dir: Path) -> Run:
+    """Data, model, optimizer and probes of a run; writes nothing, so that a run whose data or
+    model cannot be made (a missing corpus, a model too large for memory) leaves no folder."""
     train_cfg = config.train
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
@@ -227,13 +344,6 @@ def _open_run(config: RunConfig | None, run_dir: Path, resume: bool) -> Run:
     dtype = pick_precision(train_cfg.precision, device)
     data = load_dataset(config.data, config.model.n_ctx)
     config = checkpoints.resolved_config(config, data.vocab_size)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints.remove_stale_temporaries(run_dir)
-    if not resume:
-        checkpoints.write_json_atomic(run_dir / "config.json", config.to_dict())
-        checkpoints.update_run_info(run_dir, created=time.time(), data=data.fingerprint,
-                                    data_description=data.describe(), versions=_versions(),
-                                    device=str(device), precision=str(dtype or "float32"))
     torch.manual_seed(train_cfg.seed)
     model = Transformer(config.model).to(device)
     optimizer = make_optimizer(model, train_cfg)
@@ -244,21 +354,45 @@ def _open_run(config: RunConfig | None, run_dir: Path, resume: bool) -> Run:
     special = () if data.bos_token_id is None else (data.bos_token_id,)
     pool = middle_frequency_pool(data.token_counts(), exclude=special)
     run.probe = repeated_token_probe(pool, config.model.n_ctx, data.bos_token_id)
-    if resume:
-        _restore(run)
     return run
 
 
+def _write_run_files(run: Run) -> None:
+    """config.json and the first run.json of a new run."""
+    checkpoints.write_json_atomic(run.directory / "config.json", run.config.to_dict())
+    checkpoints.update_run_info(run.directory, created=time.time(), data=run.data.fingerprint,
+                                data_description=run.data.describe(), versions=_versions(),
+                                device=str(run.device), precision=str(run.dtype or "float32"))
+
+
 def _restore(run: Run) -> None:
-    last = checkpoints.last_good_checkpoint(run.directory)
-    if last is None:
-        raise CheckpointError(f"'{run.directory}' has no complete checkpoint to resume from; "
-                              f"start it again without --resume after deleting the directory")
-    state = checkpoints.load_trainer_state(last, run.model, run.optimizer)
+    """Load the newest checkpoint that loads, falling back to older ones with one line each
+    (a corrupt file, an invalid manifest, weights of another shape), then cut the metrics
+    back to its step. A damaged metrics file is first moved aside and rebuilt."""
+    state, refused = None, []
+    for candidate in reversed(checkpoints.list_checkpoints(run.directory)):
+        try:
+            state = checkpoints.load_trainer_state(candidate, run.model, run.optimizer)
+            break
+        except CheckpointError as err:
+            refused.append((candidate.step, str(err)))
+    if state is None:
+        why = f" (step {refused[0][0]}: {refused[0][1]})" if refused else ""
+        raise CheckpointError(f"'{run.directory}' has no checkpoint that loads{why}; move the folder "
+                              f"aside and start the run again without --resume")
+    if refused:
+        steps = ", ".join(str(step) for step, _ in refused)
+        log.warning("resuming from step %d: newer checkpoint(s) at step %s cannot be loaded (%s)",
+                    state.step, steps, refused[0][1])
     _set_rng(state.tensors)
     if state.trainer.get("scaler_scale") and run.scaler.is_enabled():
         run.scaler.update(state.trainer["scaler_scale"])
     run.step = state.step
+    window = state.trainer.get("loss_window") or {}
+    run.window_loss, run.window_steps = float(window.get("sum", 0.0)), int(window.get("steps", 0))
+    note = recover_metrics(run.directory)
+    if note:
+        log.warning("%s", note)
     with store.update(run.directory) as handle:
         store.truncate_after(handle, run.step)
     # The checkpoint at this step exists already; do not write it again on the first iteration.

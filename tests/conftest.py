@@ -70,7 +70,8 @@ def tiny_sweep_text(grid: str, seeds: str = "[0]", extra: str = "") -> str:
 def write_phase_run(path, config: RunConfig, phase: dict, status: str = "finished",
                     steps=(10, 20, 30), analysed=None):
     """A synthetic run directory with no training: config.json, run.json with ``status``,
-    empty-manifest checkpoints at ``steps`` (they pass the integrity check), and a metrics.h5
+    checkpoints of empty files at ``steps`` (their manifest is complete, so they pass the
+    integrity check, though they load no model), and a metrics.h5
     whose ``analysis`` group has rows for ``analysed`` (default: every step) and whose
     ``phase`` group has ``phase`` as attributes (no phase group when ``phase`` is empty)."""
     import json
@@ -82,9 +83,14 @@ def write_phase_run(path, config: RunConfig, phase: dict, status: str = "finishe
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(config.to_json())
     (path / "run.json").write_text(json.dumps({"status": status}))
+    empty = {"sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "bytes": 0}
     for step in steps:
-        (path / f"step_{step:06d}").mkdir(exist_ok=True)
-        (path / f"step_{step:06d}" / "manifest.json").write_text("{}")
+        checkpoint = path / f"step_{step:06d}"
+        checkpoint.mkdir(exist_ok=True)
+        for name in ("model.safetensors", "trainer.safetensors", "trainer.json"):
+            (checkpoint / name).write_bytes(b"")
+        (checkpoint / "manifest.json").write_text(json.dumps(dict.fromkeys(
+            ("model.safetensors", "trainer.safetensors", "trainer.json"), empty)))
     done = list(steps if analysed is None else analysed)
     with store.update(path) as handle:
         if done:

@@ -157,7 +157,7 @@ def test_cli_train_with_analyze__analyses_each_checkpoint_as_it_is_written(tmp_p
     from interp.analysis import analyzed_steps
 
     monkeypatch.setattr(analysis_module, "AnalysisConfig", lambda: FAST)  # the tiny sample sizes
-    monkeypatch.setattr(analysis_module.analyze_run, "__defaults__", (FAST, True))
+    monkeypatch.setattr(analysis_module.analyze_run, "__defaults__", (FAST, True, False))
     real, seen = cli.analyse_each_checkpoint, []
 
     def watched(run_dir, step):

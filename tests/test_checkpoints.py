@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch
 from interp import checkpoints
 from interp.config import TrainConfig
 from interp.errors import CheckpointError
+from interp.model import Transformer
 from interp.train import train
 from tests.conftest import tiny_config
 
@@ -87,3 +89,103 @@ def test_half_written_checkpoint__is_invisible(trained_run):
     checkpoints.remove_stale_temporaries(trained_run)
     assert not partial.exists()
     partial_named.rmdir()
+
+
+# --------------------------------------------------------------------------- issue 12: manifests and loads
+
+FILES = ("model.safetensors", "trainer.safetensors", "trainer.json")
+
+
+def copy_run(trained_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    return copy
+
+
+def write_manifest(checkpoint, manifest) -> None:
+    (checkpoint / "manifest.json").write_text(json.dumps(manifest))
+
+
+def entry(checkpoint, name):
+    return json.loads((checkpoint / "manifest.json").read_text())[name]
+
+
+@pytest.mark.parametrize("make", [
+    lambda c: {},
+    lambda c: [],
+    lambda c: "sha",
+    lambda c: {name: entry(c, name) for name in FILES[:2]},  # trainer.json missing
+    lambda c: {**{name: entry(c, name) for name in FILES}, "trainer.json": {"sha256": "x"}},
+    lambda c: {**{name: entry(c, name) for name in FILES},
+               "model.safetensors": {**entry(c, "model.safetensors"), "bytes": "12"}},
+], ids=["empty-object", "list", "string", "missing-entry", "entry-without-bytes", "bytes-as-string"])
+def test_incomplete_manifest__is_invalid_not_a_pass(trained_run, tmp_path, make):
+    # Catches: a manifest {} that passed the check whatever the files held, and a manifest []
+    # that stopped analyze with AttributeError.
+    last = checkpoints.list_checkpoints(copy_run(trained_run, tmp_path))[-1].path
+    write_manifest(last, make(last))
+    with pytest.raises(CheckpointError, match="invalid manifest.json"):
+        checkpoints.verify_checkpoint(last)
+
+
+def truncate(file) -> None:
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+
+
+def test_resume__falls_back_past_checkpoints_that_do_not_load(trained_run, tmp_path, caplog):
+    # Catches: manifest {} + a truncated weight file -> SafetensorError on resume, no fallback;
+    # a checkpoint of another shape with a valid manifest -> size-mismatch traceback.
+    import logging
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    run = copy_run(trained_run, tmp_path)
+    found = checkpoints.list_checkpoints(run)
+    for later in found[-2:]:  # as if interrupted before the last two checkpoints
+        shutil.rmtree(later.path)
+    newest, second = found[-3].path, found[-4].path
+    truncate(newest / "model.safetensors")
+    write_manifest(newest, {})
+    weights = load_file(second / "model.safetensors")
+    weights["embed.W_E"] = torch.zeros(3, 3)  # another shape, with a manifest that matches it
+    save_file(weights, second / "model.safetensors")
+    manifest = json.loads((second / "manifest.json").read_text())
+    manifest["model.safetensors"] = {"sha256": checkpoints._sha256(second / "model.safetensors"),
+                                     "bytes": (second / "model.safetensors").stat().st_size}
+    write_manifest(second, manifest)
+    with caplog.at_level(logging.WARNING, logger="interp"):
+        train(None, run, resume=True, progress=False)
+    notes = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(notes) == 1 and f"resuming from step {found[-5].step}" in notes[0], notes
+    final = lambda r: load_file(checkpoints.list_checkpoints(r)[-1].path / "model.safetensors")  # noqa: E731
+    a, b = final(trained_run), final(run)
+    assert all((a[k] == b[k]).all() for k in a)  # the same weights as the run never interrupted
+
+
+def wider_weights(run, checkpoint) -> None:
+    """Replace a checkpoint by one of a wider model, with a manifest that matches it."""
+    other = Transformer(replace(checkpoints.read_config(run).model, d_model=48))
+    checkpoints.save_checkpoint(run, other, torch.optim.AdamW(other.parameters()), {"step": checkpoint.step})
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda run, c: write_manifest(c.path, []), "invalid manifest.json"),
+    (lambda run, c: (truncate(c.path / "model.safetensors"), write_manifest(c.path, {})), "invalid manifest.json"),
+    (wider_weights, "does not fit its run's config.json"),
+], ids=["list-manifest", "truncated-with-empty-manifest", "another-shape"])
+def test_analyze__skips_a_checkpoint_that_does_not_load_with_one_line(trained_run, tmp_path, damage, expected):
+    from interp.analysis import AnalysisConfig, analyze_run
+
+    run = copy_run(trained_run, tmp_path)
+    (run / "metrics.h5").unlink()
+    bad = checkpoints.list_checkpoints(run)[2]
+    damage(run, bad)
+    fast = AnalysisConfig(icl_examples=8, ablation_examples=4, pca_pairs=16, pattern_examples=4,
+                          prefix_sequences=4, ablate=False, precision="fp32")
+    result = analyze_run(run, fast, progress=False)
+    assert list(result["skipped"]) == [bad.step] and expected in result["skipped"][bad.step]
+    assert "\n" not in result["skipped"][bad.step]
+    assert len(result["analyzed"]) == len(checkpoints.list_checkpoints(run)) - 1

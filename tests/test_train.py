@@ -156,3 +156,53 @@ def test_cli_bad_input__one_line_error_and_exit_2(tmp_path, args, expected):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("interp: error:") and expected in lines[0], result.stderr
+
+
+def crash_at(monkeypatch, call: int) -> None:
+    """Make the ``call``-th training step of this process raise."""
+    real_step, calls = training._train_step, {"n": 0}
+
+    def crashing_step(run, lr):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise RuntimeError("simulated crash")
+        return real_step(run, lr)
+
+    monkeypatch.setattr(training, "_train_step", crashing_step)
+
+
+def test_resume_between_records__first_record_averages_the_whole_interval(tmp_path, monkeypatch):
+    # Catches: after a resume from a checkpoint that is not on a record step (here 14, records
+    # every 10), the record at step 20 averaged the 6 steps run since the resume, not 10.
+    config = tiny_config(train={"steps": 40, "log_every": 10, "log_until": 0.35, "log_checkpoints": 4,
+                                "linear_checkpoints": 2})
+    assert 14 in checkpoints.checkpoint_schedule(config.train) and 15 not in checkpoints.checkpoint_schedule(config.train)
+    straight = training.train(config, tmp_path / "straight", progress=False)
+    crash_at(monkeypatch, 17)  # step 16: after the checkpoint at 14
+    with pytest.raises(RuntimeError):
+        training.train(config, tmp_path / "crashed", progress=False)
+    monkeypatch.undo()
+    resumed = training.train(None, tmp_path / "crashed", resume=True, progress=False)
+    a, b = store.series(straight, "train"), store.series(resumed, "train")
+    np.testing.assert_array_equal(a["step"], b["step"])
+    np.testing.assert_array_equal(a["loss"], b["loss"])
+
+
+def test_non_finite_loss__stops_the_run_as_diverged_in_one_line(tmp_path, monkeypatch, capsys):
+    # Catches: lr=inf trained to NaN and exited 0.
+    from interp import cli
+
+    real_step = training._train_step
+
+    def nan_from_step_7(run, lr):
+        loss, norm = real_step(run, lr)
+        return (float("nan"), norm) if run.step >= 7 else (loss, norm)
+
+    monkeypatch.setattr(training, "_train_step", nan_from_step_7)
+    code = cli.main(["train", "markov", *TINY_OVERRIDES, "steps=20", "--out", str(tmp_path), "--name", "nan",
+                     "--no-progress"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "diverged at step 7" in lines[0] and "train.lr" in lines[0], lines
+    assert checkpoints.run_status(tmp_path / "nan") == "diverged"
+    assert max(c.step for c in checkpoints.list_checkpoints(tmp_path / "nan")) <= 7
+    assert np.isfinite(store.series(tmp_path / "nan", "eval")["val_loss"]).all()

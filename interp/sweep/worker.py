@@ -59,7 +59,7 @@ def run_one(config: dict[str, Any], run_dir: str, analyze: bool = True, ablation
     if analyze and checkpoints.run_status(path) == "finished":
         from interp.analysis import AnalysisConfig, analyze_run
 
-        done = analyze_run(path, AnalysisConfig(ablate=ablation), progress=False)
+        done = analyze_run(path, AnalysisConfig(ablate=ablation), progress=False, wait=True)
         if action == "skipped" and done["analyzed"]:
             action = "analysed"  # trained before, analysed now
     return run_result(path, action, started)
@@ -70,7 +70,7 @@ def _analyse_each_checkpoint(run_dir: Path, step: int) -> None:
     written (incremental: only what is new), with the default AnalysisConfig as ``interp train``."""
     from interp.analysis import analyze_run
 
-    analyze_run(run_dir, progress=False)
+    analyze_run(run_dir, progress=False, wait=True)
 
 
 def plan_action(path: Path, wanted: RunConfig) -> str:
