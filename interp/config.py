@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -93,6 +94,7 @@ class ModelConfig:
         _check(self.init_std > 0, "model.init_std must be > 0")
         _check(self.embed_init_std > 0, "model.embed_init_std must be > 0")
         _check(self.pos_init_std >= 0, "model.pos_init_std must be >= 0 (0 = by positional kind)")
+        _check_limits(self, MODEL_LIMITS)
 
     @property
     def resolved_pos_init_std(self) -> float:
@@ -157,6 +159,7 @@ class DataConfig:
         _check(self.max_bytes >= 0, "data.max_bytes must be >= 0 (0 = read everything)")
         _check(self.markov_states >= 2, "data.markov_states must be >= 2")
         _check(self.markov_alpha > 0, "data.markov_alpha must be > 0")
+        _check_limits(self, DATA_LIMITS)
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_types(self)
         _check(self.steps >= 1 and self.batch_size >= 1, "train.steps and batch_size must be >= 1")
-        _check(self.lr > 0, "train.lr must be > 0")
+        _check(0 < self.lr <= MAX_LR, f"train.lr must be in (0, {MAX_LR:g}], not {self.lr:g}: AdamW moves "
+                                      f"each weight by about lr per step, so a larger rate only diverges")
+        _check(0 <= self.seed < 2**32, f"train.seed must be in [0, 2**32), not {self.seed}")
+        _check(self.threads >= 0, f"train.threads must be >= 0 (0 = torch's default), not {self.threads}")
         _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "train.beta1, beta2 must be in [0, 1)")
         _check(self.warmup_steps >= 0, "train.warmup_steps must be >= 0")
         _check(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio must be in [0, 1]")
@@ -226,6 +232,7 @@ class TrainConfig:
         _check(0 < self.log_until <= 1, "train.log_until must be in (0, 1]")
         _check(self.eval_examples >= 1, "train.eval_examples must be >= 1")
         _check(self.log_every >= 1, "train.log_every must be >= 1")
+        _check_limits(self, TRAIN_LIMITS)
 
 
 @dataclass(frozen=True)
@@ -241,6 +248,12 @@ class RunConfig:
         _check(self.data.source != "markov" or not self.data.prepend_bos
                or self.model.d_vocab in (0, self.data.markov_states + 1),
                "model.d_vocab must be 0 or markov_states + 1 for the markov source")
+        # A run, not a bare model (measures work on any context): its ICL score compares two
+        # token indices and its prefix-matching probe repeats a sequence, which need room.
+        _check(self.model.n_ctx >= MIN_CTX, f"model.n_ctx must be >= {MIN_CTX} for a run (the ICL score "
+                                            f"and the prefix-matching probe need that many positions), "
+                                            f"not {self.model.n_ctx}")
+        _check_size(self)
 
     @property
     def tokens_per_step(self) -> int:
@@ -435,8 +448,15 @@ def _parse_value(klass: type, name: str, text: str) -> Any:
 
 
 def _coerce(klass: type, name: str, value: Any) -> Any:
-    """Accept 3.0 for an int field and 3 for a float field; leave other checks to the class."""
+    """Accept 3.0 for an int field, 3 for a float field, and a number written as a string for
+    either: YAML 1.1 (PyYAML) reads ``lr: 1e-3`` as the string "1e-3", since its floats need a
+    dot. Other checks are left to the class."""
     kind = typing.get_type_hints(klass).get(name)
+    if kind in (int, float) and isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return value  # refused by the class's type check, naming the field
     if kind is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -461,6 +481,7 @@ def _check_types(obj: Any) -> None:
             ok = ok and (kind is float or isinstance(value, int))
             _check(ok, f"{section}.{f.name} must be {'an integer' if kind is int else 'a number'}, "
                        f"not {value!r}")
+            _check(math.isfinite(value), f"{section}.{f.name} must be a finite number, not {value!r}")
         elif kind is str:
             _check(isinstance(value, str), f"{section}.{f.name} must be a string, not {value!r}")
 
@@ -468,6 +489,53 @@ def _check_types(obj: Any) -> None:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+# --------------------------------------------------------------------------- limits
+#
+# Upper bounds that keep a typo (steps=1e12, d_model=1e9) from reaching an allocation or a loop
+# of years: each is 100x or more beyond what a workbench of small transformers uses (the
+# presets: d_model 256, n_ctx 256, 2000 steps), so no sensible run meets one. A value past a
+# bound is refused when the config is built, before any folder or tensor exists.
+
+MIN_CTX = 8
+MAX_LR = 1.0
+MODEL_LIMITS = {"n_layers": 256, "d_model": 65_536, "n_heads": 1024, "d_head": 4096, "n_ctx": 65_536,
+                "d_vocab": 2**20, "d_mlp": 262_144}
+DATA_LIMITS = {"vocab_size": 2**20, "markov_states": 1024}
+TRAIN_LIMITS = {"steps": 10**8, "batch_size": 65_536, "warmup_steps": 10**8, "log_checkpoints": 10_000,
+                "linear_checkpoints": 10_000, "eval_examples": 65_536, "threads": 1024, "log_every": 10**8}
+MAX_PARAMETERS = 2 * 10**9  # 32 GB with gradients and AdamW's two moments
+MAX_ATTENTION = 2**31  # entries of one layer's attention pattern for a batch (8 GB in float32)
+
+
+def _check_limits(obj: Any, limits: dict[str, int]) -> None:
+    section = {v: k for k, v in SECTIONS.items()}.get(type(obj), type(obj).__name__)
+    for name, limit in limits.items():
+        value = getattr(obj, name)
+        _check(value <= limit, f"{section}.{name}={value:,} is beyond this workbench's limit of {limit:,} "
+                               f"(interp.config limits); choose a smaller value")
+
+
+def parameter_count(config: "RunConfig") -> int:
+    """Parameters of the model ``config`` builds (d_vocab 0 is taken as the data's vocabulary)."""
+    m, data = config.model, config.data
+    vocab = m.d_vocab or (data.markov_states + 1 if data.source == "markov" else data.vocab_size)
+    attention = 4 * m.n_heads * m.d_head * m.d_model + 4 * m.d_model
+    mlp = 0 if m.attn_only else 2 * m.d_model * m.d_mlp + m.d_mlp + m.d_model
+    return 2 * vocab * m.d_model + m.n_ctx * m.d_model + m.n_layers * (attention + mlp)
+
+
+def _check_size(config: "RunConfig") -> None:
+    """Refuse a model or a batch far beyond memory before anything is allocated."""
+    params = parameter_count(config)
+    _check(params <= MAX_PARAMETERS, f"this model has about {params:.3g} parameters, beyond this "
+                                     f"workbench's limit of {MAX_PARAMETERS:.0e}; choose smaller model sizes")
+    m, batch = config.model, max(config.train.batch_size, min(config.train.eval_examples, 64))
+    pattern = batch * m.n_heads * m.n_ctx * m.n_ctx
+    _check(pattern <= MAX_ATTENTION, f"one layer's attention pattern would hold {pattern:.3g} numbers "
+                                     f"(batch x n_heads x n_ctx^2), beyond the limit of {MAX_ATTENTION:.3g}; "
+                                     f"lower train.batch_size, model.n_heads or model.n_ctx")
 
 
 def build_config(preset_name: str = "default", config_file: str | None = None,

@@ -33,7 +33,7 @@ from interp import checkpoints, runlock, store
 from interp.config import RunConfig, TrainConfig
 from interp.data import load_dataset
 from interp.device import autocast, pick_device, pick_precision
-from interp.errors import CheckpointError, InterpError, TrainingDiverged
+from interp.errors import CheckpointError, ConfigError, InterpError, TrainingDiverged
 from interp.measures.heads import (RepeatedTokens, middle_frequency_pool, prefix_matching,
                                    repeated_token_probe)
 from interp.measures.icl import icl_indices, icl_score, per_token_losses
@@ -345,7 +345,11 @@ def _prepare(config: RunConfig, run_dir: Path) -> Run:
     data = load_dataset(config.data, config.model.n_ctx)
     config = checkpoints.resolved_config(config, data.vocab_size)
     torch.manual_seed(train_cfg.seed)
-    model = Transformer(config.model).to(device)
+    try:
+        model = Transformer(config.model).to(device)
+    except (RuntimeError, MemoryError) as err:  # within the config limits, beyond this machine
+        raise ConfigError(f"the model does not fit in memory on {device} ({str(err).splitlines()[0][:100]}); "
+                          f"choose smaller model sizes") from None
     optimizer = make_optimizer(model, train_cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     run = Run(run_dir, config, data, model, optimizer, device, dtype, scaler,

@@ -60,3 +60,48 @@ def test_unknown_preset_and_file_key__list_what_is_allowed(tmp_path):
 
 def test_parse_overrides__resolves_bare_names_to_their_section():
     assert parse_overrides(["batch_size=4"]) == {"train": {"batch_size": 4}}
+
+
+# --------------------------------------------------------------------------- issue 12: absurd values
+
+@pytest.mark.parametrize("override, expected", [
+    ("lr=inf", "train.lr must be a finite number"),
+    ("lr=nan", "train.lr must be a finite number"),
+    ("lr=1e30", "train.lr must be in (0, 1]"),
+    ("lr=-1e-3", "train.lr must be in (0, 1]"),
+    ("steps=1e12", "train.steps=1,000,000,000,000 is beyond this workbench's limit"),
+    ("steps=inf", "train.steps must be an integer, not inf"),
+    ("seed=-1", "train.seed must be in [0, 2**32)"),
+    ("threads=-1", "train.threads must be >= 0"),
+    ("model.n_ctx=2", "model.n_ctx must be >= 8 for a run"),
+    ("model.d_model=1e9", "model.d_model=1,000,000,000 is beyond"),
+    ("model.n_layers=1e9", "model.n_layers=1,000,000,000 is beyond"),
+    ("batch_size=1e9", "train.batch_size=1,000,000,000 is beyond"),
+    ("data.vocab_size=1e9", "data.vocab_size=1,000,000,000 is beyond"),
+    ("log_checkpoints=1e9", "train.log_checkpoints=1,000,000,000 is beyond"),
+    ("model.init_std=inf", "model.init_std must be a finite number"),
+    ("grad_clip=nan", "train.grad_clip must be a finite number"),
+])
+def test_absurd_values__refused_at_config_time_in_one_line(override, expected):
+    # Catches: lr=inf training to NaN with exit 0, steps=1e12 and seed=-1 accepted, threads=-1
+    # and n_ctx=2 failing mid-start with a traceback, sizes of 1e9 failing at allocation.
+    with pytest.raises(ConfigError) as err:
+        build_config("default", None, [override])
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_model_too_large_in_total__refused_before_allocation():
+    with pytest.raises(ConfigError, match="parameters, beyond this workbench's limit"):
+        build_config("default", None, ["model.d_model=65536", "model.n_layers=256", "model.d_head=4096"])
+    with pytest.raises(ConfigError, match="attention pattern"):
+        build_config("default", None, ["model.n_ctx=65536"])
+
+
+def test_yaml_numbers_without_a_dot__are_numbers(tmp_path):
+    # Catches: YAML 1.1 reads 1e-3 as the string "1e-3", which was refused as "not a number".
+    (tmp_path / "c.yaml").write_text("train:\n  lr: 1e-3\n  steps: 2e3\nmodel:\n  init_std: 2E-2\n")
+    config = build_config("default", str(tmp_path / "c.yaml"))
+    assert config.train.lr == 1e-3 and config.train.steps == 2000 and config.model.init_std == 0.02
+    (tmp_path / "d.yaml").write_text("train:\n  lr: fast\n")
+    with pytest.raises(ConfigError, match="train.lr must be a number, not 'fast'"):
+        build_config("default", str(tmp_path / "d.yaml"))
