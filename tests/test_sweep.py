@@ -183,3 +183,20 @@ def test_ray_backend_runs_each_run_as_a_task_on_a_local_ray_instance(tmp_path):
         info = checkpoints.read_run_info(run)
         assert info["pid"] != os.getpid()  # trained in a Ray worker, not in this process
     assert any("1 cpu, 0 gpu" in line or "1.0 cpu" in line for line in lines)
+
+
+@pytest.mark.parametrize("grid, expected", [
+    ('  data.cache_dir: ["a/b", "a-b"]\n', "grid values 'a/b' and 'a-b' of 'data.cache_dir' give the same run folder"),
+    ('  model.n_layers: ["2", 2]\n', "grid values '2' and 2 of 'model.n_layers' give the same run folder"),
+])
+def test_grid_values_that_make_one_folder_name__are_refused_naming_both(tmp_path, grid, expected):
+    # Catches: "a/b" and "a-b" both mapped to one run folder: "2 runs", one trained, exit 0.
+    with pytest.raises(ConfigError) as err:
+        load_sweep(write(tmp_path, tiny_sweep_text(grid)))
+    assert expected in str(err.value) and "line " in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["..", ".", ".hidden"])
+def test_sweep_name_that_is_not_one_plain_folder__is_refused(tmp_path, name):
+    with pytest.raises(ConfigError, match="must not start with '.'"):
+        load_sweep(write(tmp_path, f"name: '{name}'\n" + tiny_sweep_text("  model.n_layers: [1]\n")))

@@ -31,6 +31,7 @@ from interp.config import SECTIONS, RunConfig, load_config_file, merge, preset, 
 from interp.errors import ConfigError
 
 TOP_KEYS = {"preset", "config", "grid", "seeds", "analyze", "ablation", "name"}
+MAX_NAME_BYTES = 200  # run folder names: most filesystems stop at 255 bytes; leave room for ".stale-<time>"
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,10 @@ def load_sweep(path: str | Path) -> Sweep:
         if key not in TOP_KEYS:
             raise where.error(key, f"unknown sweep key '{key}'; allowed: {', '.join(sorted(TOP_KEYS))}")
     name = str(raw.get("name", path.stem))
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise where.error("name", f"sweep name '{name}' may only hold letters, digits, '_', '.', '-'")
+    # One folder directly under --out: no separator, and not '.', '..' or hidden.
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", name):
+        raise where.error("name", f"sweep name '{name}' may only hold letters, digits, '_', '.', '-' "
+                                  f"and must not start with '.'")
     base_name = raw.get("preset", "default")
     try:
         base = preset(str(base_name))
@@ -171,15 +174,35 @@ def _expand(base: RunConfig, grid: dict[str, list[Any]], seeds: list[int],
     for key, values in grid.items():
         for value in values:
             _merge_one(base, key, value, where)
-    runs = []
+    runs, points = [], {}
     for point in itertools.product(*grid.values()):
         config = base
         for key, value in zip(grid, point):
             config = _merge_one(config, key, value, where)
+        _check_distinct_name(dict(zip(grid, point)), points, where)
         for seed in seeds:
             seeded = merge(config, {"train": {"seed": seed}})
             runs.append(SweepRun(run_name(dict(zip(grid, point)), seed), seeded))
     return runs
+
+
+def _check_distinct_name(point: dict[str, Any], seen: dict[str, dict[str, Any]], where: "_Locator") -> None:
+    """Refuse two grid points whose run folders would have one name (values that differ only
+    in characters a folder name does not keep, such as "a/b" and "a-b"): one run would
+    silently stand for both. Refused rather than renamed, so that a run's folder name never
+    depends on which other values the grid holds."""
+    name = run_name(point, 0)
+    if len(name.encode()) > MAX_NAME_BYTES:
+        key = max(point, key=lambda k: len(_token(point[k])))
+        raise where.error(key, f"the run folder name '{name[:40]}...' would be {len(name.encode())} bytes, "
+                               f"beyond {MAX_NAME_BYTES}; use shorter grid values for '{key}'", point[key])
+    if name in seen:
+        other = seen[name]
+        key = next(k for k in point if point[k] != other[k])
+        raise where.error(key, f"grid values {other[key]!r} and {point[key]!r} of '{key}' give the same run "
+                               f"folder name '{name}' (folder names keep only letters, digits and . + -); "
+                               f"make the values differ in those characters", point[key])
+    seen[name] = point
 
 
 def run_name(point: dict[str, Any], seed: int) -> str:
