@@ -16,10 +16,17 @@ from interp.errors import InterpError
 DEFAULT_ROOT = Path("checkpoints")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (argparse prints the usage first), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"interp: error: {message}; see '{self.prog} --help'\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     from interp.config import PRESETS
 
-    parser = argparse.ArgumentParser(prog="interp", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="interp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a preset (with overrides) or resume a run")
@@ -68,6 +75,10 @@ def _app(root: Path, port: int) -> int:
     """Run ``streamlit run apps/workbench.py -- DIR`` bound to 127.0.0.1."""
     import subprocess
 
+    if not 1 <= port <= 65535:
+        raise InterpError(f"--port must be between 1 and 65535, not {port}")
+    if not root.is_dir():
+        raise InterpError(f"'{root}' is not a folder of runs; give the folder that holds them (default checkpoints/)")
     script = Path(__file__).resolve().parent.parent / "apps" / "workbench.py"
     if not script.is_file():
         raise InterpError(f"the workbench is not installed here ({script} is missing); "
@@ -89,6 +100,9 @@ def _sweep(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.file)
     if args.jobs < 1:
         raise InterpError("--jobs must be at least 1")
+    if not (0 < args.cpus_per_run < float("inf") and 0 <= args.gpus_per_run < float("inf")):
+        raise InterpError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0, not "
+                          f"{args.cpus_per_run} and {args.gpus_per_run}")
     if args.dry_run:
         print(f"sweep {sweep.name}: {len(sweep.runs)} runs under {args.out / sweep.name}")
         for run in sweep.runs:
@@ -122,9 +136,20 @@ def _train(args: argparse.Namespace) -> Path:
         return train(None, args.resume, resume=True, progress=not args.no_progress,
                      on_checkpoint=_on_checkpoint(read_config(args.resume)))
     config = build_config(args.preset, args.config, args.overrides)
-    name = args.name or f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = run_folder_name(args.name) if args.name else f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     return train(config, args.out / name, progress=not args.no_progress,
                  on_checkpoint=_on_checkpoint(config))
+
+
+def run_folder_name(name: str) -> str:
+    """``--name`` as one folder directly under ``--out``: no separator, not '.' or '..', not
+    hidden (``interp runs`` lists no hidden folder), so a run is never written outside --out."""
+    bad = (not name or name in (".", "..") or name.startswith(".") or "/" in name or "\\" in name
+           or "\0" in name)
+    if bad:
+        raise InterpError(f"--name '{name}' must be a plain folder name (no '/', not '.' or '..', not "
+                          f"starting with '.'); the run goes to --out/NAME")
+    return name
 
 
 def _quickstart(args: argparse.Namespace) -> Path:
@@ -173,19 +198,28 @@ def _report(run_dirs: list[Path], out: Path | None) -> None:
 
 
 def _runs(root: Path) -> None:
+    """One line per run; a run whose files cannot be read is listed as such, never stopping
+    the listing of the others."""
     from interp.checkpoints import list_checkpoints, read_run_info, run_status
 
     runs = sorted(p for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
     if not runs:
         print(f"no runs under {root}; start one with 'interp train'")
     for run in runs:
-        info = read_run_info(run)
-        print(f"{run.name:40s} {run_status(run):12s} {len(list_checkpoints(run)):4d} checkpoints  "
-              f"step {info.get('step', '-')}")
+        try:
+            info = read_run_info(run)
+            print(f"{run.name:40s} {run_status(run):12s} {len(list_checkpoints(run)):4d} checkpoints  "
+                  f"step {info.get('step', '-')}")
+        except (InterpError, OSError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            print(f"{run.name:40s} {'damaged':12s} {reason}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as done:  # --help (0) or a usage error (2, one line already printed)
+        return done.code if isinstance(done.code, int) else 2
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         if args.command == "presets":
@@ -215,12 +249,24 @@ def main(argv: list[str] | None = None) -> int:
     except InterpError as err:
         print(f"interp: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a path that cannot be made, read or written; a full disk
+        print(f"interp: error: {_os_error(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         again = ("run the same 'interp sweep' command again to resume it" if args.command == "sweep"
                  else "continue with 'interp train --resume RUN'")
         print(f"interp: interrupted; {again}", file=sys.stderr)
         return 130
     return 0
+
+
+def _os_error(err: OSError) -> str:
+    """An OSError in one line: what failed, on which path, and what to check."""
+    where = f"{err.filename}: " if err.filename else ""
+    also = f" -> {err.filename2}" if getattr(err, "filename2", None) else ""
+    what = err.strerror or str(err).splitlines()[0]
+    return f"{where[:-2]}{also}: {what}; check the path, its permissions and the free disk space" \
+        if where else f"{what}; check the paths given, their permissions and the free disk space"
 
 
 if __name__ == "__main__":

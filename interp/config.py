@@ -272,15 +272,16 @@ class RunConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "RunConfig":
         """Build a config from nested dicts, refusing unknown sections and keys."""
+        _check(isinstance(raw, dict), f"a run config must be a mapping of sections, not {type(raw).__name__}")
         unknown = set(raw) - {f.name for f in fields(cls)}
-        _check(not unknown, f"unknown config section(s) {sorted(unknown)}; "
+        _check(not unknown, f"unknown config section(s) {sorted(unknown, key=str)}; "
                             f"allowed: {[f.name for f in fields(cls)]}")
         parts: dict[str, Any] = {}
         for section, klass in SECTIONS.items():
             values = raw.get(section, {})
             _check(isinstance(values, dict), f"config section '{section}' must be a table/dict")
             bad = set(values) - {f.name for f in fields(klass)}
-            _check(not bad, f"unknown key(s) {sorted(bad)} in [{section}]; "
+            _check(not bad, f"unknown key(s) {sorted(bad, key=str)} in [{section}]; "
                             f"allowed: {sorted(f.name for f in fields(klass))}")
             parts[section] = klass(**{k: _coerce(klass, k, v) for k, v in values.items()})
         return cls(**parts, preset=str(raw.get("preset", "custom")))
@@ -360,27 +361,47 @@ def preset(name: str) -> RunConfig:
 # --------------------------------------------------------------------------- files and overrides
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML, JSON or YAML config file into nested dicts."""
+    """Read a TOML, JSON or YAML config file into nested dicts.
+
+    Whatever is wrong with the file (missing, unreadable, not UTF-8, a syntax error, a top
+    level that is not a mapping) is one ConfigError naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file '{path}' not found; give the path of a .toml/.json/.yaml file")
-    text = path.read_text()
+    if path.suffix not in (".toml", ".json", ".yaml", ".yml"):
+        raise ConfigError(f"config file '{path}' must end in .toml, .json or .yaml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except OSError as err:
+        raise ConfigError(f"config file '{path}' cannot be read ({err.strerror})") from None
+    raw = _parse(path, text)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of sections (model, data, train) "
+                          f"to their values, not a {type(raw).__name__}")
+    return raw
+
+
+def _parse(path: Path, text: str) -> Any:
+    """The file's text parsed by its suffix; a syntax error as one line with its position."""
+    import yaml  # a dependency; imported here so the library imports fast
+
     try:
         if path.suffix == ".toml":
             return tomllib.loads(text)
         if path.suffix == ".json":
             return json.loads(text)
-        if path.suffix in (".yaml", ".yml"):
-            import yaml  # optional; imported here so the library imports without it
-
-            return yaml.safe_load(text) or {}
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as err:
-        raise ConfigError(f"config file '{path}' is not valid {path.suffix[1:]}: {err}") from None
-    raise ConfigError(f"config file '{path}' must end in .toml, .json or .yaml")
+        return yaml.safe_load(text) if text.strip() else {}
+    except (tomllib.TOMLDecodeError, ValueError, yaml.YAMLError) as err:
+        reason = " ".join(str(err).split())  # YAML's messages span lines
+        raise ConfigError(f"config file '{path}' is not valid {path.suffix[1:]}: {reason}") from None
 
 
 def merge(base: RunConfig, raw: dict[str, Any]) -> RunConfig:
     """Apply nested overrides ({"model": {"n_layers": 3}}) to a config."""
+    _check(isinstance(raw, dict), f"config values must be a mapping of sections to values, not {raw!r}")
     merged = base.to_dict()
     merged["preset"] = raw.get("preset", base.preset)
     for section, values in raw.items():
@@ -388,6 +409,8 @@ def merge(base: RunConfig, raw: dict[str, Any]) -> RunConfig:
             continue
         if section not in SECTIONS:
             raise ConfigError(f"unknown config section '{section}'; allowed: {list(SECTIONS)}")
+        _check(isinstance(values, dict), f"config section '{section}' must be a table/dict of "
+                                         f"{section} values, not {values!r}")
         merged[section].update(values)
     return RunConfig.from_dict(merged)
 
@@ -398,7 +421,9 @@ def resolve_key(key: str) -> tuple[str, str]:
     for section, klass in SECTIONS.items():
         for f in fields(klass):
             owners.setdefault(f.name, []).append(section)
-    section, _, name = key.rpartition(".")
+    section, dot, name = key.rpartition(".")
+    if dot and not section:
+        raise ConfigError(f"'{key}' starts with '.'; write section.key (model.n_layers) or a bare key (lr)")
     if not section:
         sections = owners.get(name, [])
         if len(sections) != 1:

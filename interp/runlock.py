@@ -15,6 +15,9 @@ Policy:
   serialised by ``.metrics.lock`` (:mod:`interp.store`), which also drops a row whose step is
   already stored, so no interleaving can write a duplicate row.
 
+The lock file exists only while a process holds it, and names that process; a file left by a
+process that was killed is harmless (nobody holds its lock).
+
 Why ``flock`` and not the pid in run.json: the kernel releases the lock when its holder dies
 (``kill -9`` included), so a crashed trainer never blocks a resume, while a live one (running
 or stopped) always holds it; a pid can be reused, and says nothing about another host. The
@@ -70,18 +73,44 @@ def hold(run_dir: str | Path, role: str, wait: bool = False) -> Iterator[None]:
             _HELD[key] -= 1
         return
     path = lock_path(run_dir, role)
-    with open(path, "a+") as handle:
-        _acquire(handle, path, role, wait)
-        _HELD[key] = 1
+    handle = _open_locked(path, role, wait)
+    _HELD[key] = 1
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+        handle.flush()
+        yield
+    finally:
+        del _HELD[key]
+        if _same_file(path, handle):  # never another holder's newer file
+            path.unlink()  # while still held: see _open_locked
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _same_file(path: Path, handle) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _open_locked(path: Path, role: str, wait: bool):
+    """Open and lock ``path``. A holder removes the file before it unlocks (so a run folder
+    keeps no lock file when nobody writes it), so a lock won on a file that was removed
+    meanwhile is worthless: then try again on the file now at ``path``."""
+    while True:
+        handle = open(path, "a+")
         try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()} {socket.gethostname()}\n")
-            handle.flush()
-            yield
-        finally:
-            del _HELD[key]
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            _acquire(handle, path, role, wait)
+            same = _same_file(path, handle)
+        except BaseException:
+            handle.close()
+            raise
+        if same:
+            return handle
+        handle.close()
 
 
 def _acquire(handle, path: Path, role: str, wait: bool) -> None:
