@@ -206,3 +206,47 @@ def test_non_finite_loss__stops_the_run_as_diverged_in_one_line(tmp_path, monkey
     assert checkpoints.run_status(tmp_path / "nan") == "diverged"
     assert max(c.step for c in checkpoints.list_checkpoints(tmp_path / "nan")) <= 7
     assert np.isfinite(store.series(tmp_path / "nan", "eval")["val_loss"]).all()
+
+
+def disk_full_on_call(monkeypatch, module, name: str, call: int) -> None:
+    """Make the ``call``-th call of ``module.name`` fail as a full disk does."""
+    import errno
+
+    real, calls = getattr(module, name), {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] >= call:
+            raise OSError(errno.ENOSPC, "No space left on device", str(args[-1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, failing)
+
+
+def test_disk_full_mid_run__one_line_status_failed_no_temporaries_then_resume(tmp_path, monkeypatch, capsys):
+    # Catches: two chained tracebacks, status left "training" and temporary files left behind.
+    from interp import cli
+
+    disk_full_on_call(monkeypatch, checkpoints, "save_file", 4)  # the second checkpoint's trainer file
+    args = ["train", "markov", *TINY_OVERRIDES, "steps=20", "log_checkpoints=3", "linear_checkpoints=2",
+            "--out", str(tmp_path), "--name", "full", "--no-progress"]
+    assert cli.main(args) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0], lines
+    run_dir = tmp_path / "full"
+    assert checkpoints.run_status(run_dir) == "failed"
+    assert not [p.name for p in run_dir.iterdir() if ".tmp" in p.name or p.name.endswith(".lock") and p.name != ".metrics.lock"]
+    monkeypatch.undo()
+    assert cli.main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    assert checkpoints.run_status(run_dir) == "finished"
+
+
+def test_start_that_fails_before_its_first_checkpoint__leaves_no_folder(tmp_path, monkeypatch, capsys):
+    from interp import cli
+
+    disk_full_on_call(monkeypatch, checkpoints, "save_file", 1)
+    out = tmp_path / "fresh" / "deeper"
+    assert cli.main(["train", "markov", *TINY_OVERRIDES, "steps=20", "log_checkpoints=3", "--out", str(out),
+                     "--name", "x", "--no-progress"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # neither the run nor the --out folders it made
