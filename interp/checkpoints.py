@@ -182,6 +182,12 @@ def _load_weights(model: Transformer, weights: dict[str, torch.Tensor], path: Pa
         raise CheckpointError(f"checkpoint {path} does not fit its run's config.json ({name}: "
                               f"{found.get(name, 'missing')} in the checkpoint, {expected.get(name, 'none')} "
                               f"in the model)")
+    # NaN or infinite weights (a run that diverged before runs stopped on it) measure nothing
+    # and make the linear algebra of the analysis fail in C libraries.
+    broken = next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if broken is not None:
+        raise CheckpointError(f"checkpoint {path} holds non-finite weights ({broken}): the run diverged by "
+                              f"this step")
     model.load_state_dict(weights)
 
 

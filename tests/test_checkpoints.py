@@ -171,11 +171,20 @@ def wider_weights(run, checkpoint) -> None:
     checkpoints.save_checkpoint(run, other, torch.optim.AdamW(other.parameters()), {"step": checkpoint.step})
 
 
+def nan_weights(run, checkpoint) -> None:
+    """Replace a checkpoint by one whose weights are NaN, as a diverged run wrote them."""
+    model = checkpoints.load_model(checkpoint.path)
+    with torch.no_grad():
+        model.blocks[0].attn.W_Q.fill_(float("nan"))
+    checkpoints.save_checkpoint(run, model, torch.optim.AdamW(model.parameters()), {"step": checkpoint.step})
+
+
 @pytest.mark.parametrize("damage, expected", [
+    (nan_weights, "holds non-finite weights (blocks.0.attn.W_Q)"),
     (lambda run, c: write_manifest(c.path, []), "invalid manifest.json"),
     (lambda run, c: (truncate(c.path / "model.safetensors"), write_manifest(c.path, {})), "invalid manifest.json"),
     (wider_weights, "does not fit its run's config.json"),
-], ids=["list-manifest", "truncated-with-empty-manifest", "another-shape"])
+], ids=["nan-weights", "list-manifest", "truncated-with-empty-manifest", "another-shape"])
 def test_analyze__skips_a_checkpoint_that_does_not_load_with_one_line(trained_run, tmp_path, damage, expected):
     from interp.analysis import AnalysisConfig, analyze_run
 
