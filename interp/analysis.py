@@ -32,9 +32,9 @@ from interp import checkpoints, runlock, store
 from interp.data import load_dataset
 from interp.errors import CheckpointError, InterpError
 from interp.measures import ablation, circuits, heads, vocab
-from interp.recovery import recover_metrics
 from interp.measures.icl import (band_half_width, icl_band_score, icl_indices, icl_score,
                                  per_token_losses)
+from interp.recovery import recover_metrics
 
 log = logging.getLogger("interp")
 GROUP = "analysis"

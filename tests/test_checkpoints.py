@@ -160,8 +160,7 @@ def test_resume__falls_back_past_checkpoints_that_do_not_load(trained_run, tmp_p
         train(None, run, resume=True, progress=False)
     notes = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(notes) == 1 and f"resuming from step {found[-5].step}" in notes[0], notes
-    final = lambda r: load_file(checkpoints.list_checkpoints(r)[-1].path / "model.safetensors")  # noqa: E731
-    a, b = final(trained_run), final(run)
+    a, b = (load_file(checkpoints.list_checkpoints(r)[-1].path / "model.safetensors") for r in (trained_run, run))
     assert all((a[k] == b[k]).all() for k in a)  # the same weights as the run never interrupted
 
 
