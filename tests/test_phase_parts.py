@@ -13,7 +13,8 @@ import pytest
 
 from interp.phase.bump import LossBump, _binned, loss_bump, lower_hull
 from interp.phase.lag import Lag
-from interp.phase.noise import RHO_GRID, NoiseModel, SmootherNoise, block_bootstrap, block_length
+from interp.phase.noise import (IncrementNoise, NoiseModel, _nonnegative_least_squares, block_bootstrap,
+                                block_length, increment_noise)
 from interp.phase.report import PhaseReport, analyse_phase
 from interp.phase.smoothing import local_linear
 from interp.phase.synthetic import (DEFAULT_RUN_TOKENS, NOISE_SD, NULLS, ar1, drop_series,
@@ -226,35 +227,52 @@ def test_noise_model__draw_marginal_sd_and_lag_one_correlation():
     assert np.corrcoef(paths[:, 0], paths[:, 2])[0, 1] == pytest.approx(rho ** 2, abs=0.015)
 
 
-# kills SmootherNoise.model_20, _22.._27 (an all-zero series: sigma 0, rho 0)
-def test_smoother_noise__noiseless_series_gives_sigma_zero():
-    x = np.linspace(4, 7, 30)
-    level, _ = local_linear(x)
-    model = SmootherNoise(level, np.zeros(30)).model(np.ones(30, bool))
-    assert model == NoiseModel(0.0, 0.0)
-    assert isinstance(model.sigma, float) and isinstance(model.rho, float)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        SmootherNoise(level, np.zeros(30)).model(np.ones(30, bool))
+# kills increment_noise mutants of the lag bookkeeping: a triple counts only if its whole span is kept
+def test_increment_noise__triples_must_lie_inside_kept_checkpoints():
+    """A step of 5 inside the left-out checkpoints 10..12: triples whose ends and centre are
+    kept but whose span crosses the step (lags >= 3) must not count, or at lags near 6 they are
+    the majority and the step passes for noise (negative control: everything kept)."""
+    y = 0.01 * np.random.default_rng(0).standard_normal(30)
+    y[11:] -= 5.0
+    keep = np.ones(30, bool)
+    keep[10:13] = False
+    clean = increment_noise(y, keep, max_lag=6)
+    assert clean.white < 0.03 and clean.walk < 0.03
+    spoiled = increment_noise(y, np.ones(30, bool), max_lag=6)
+    assert max(spoiled.white, spoiled.walk) > 0.3
 
 
-# kills SmootherNoise.model_3 (pairs need both kept), _7, _8 (three pairs suffice), _9.._14, _16
-def test_smoother_noise__too_few_pairs_gives_nan_sigma_and_rho_zero():
-    x = np.linspace(4, 7, 30)
-    level, _ = local_linear(x)
-    noise = SmootherNoise(level, 0.1 * np.random.default_rng(0).standard_normal(30))
-    keep = np.zeros(30, bool)
-    keep[::2] = True  # no two consecutive checkpoints kept
-    model = noise.model(keep)
-    assert math.isnan(model.sigma) and model.rho == 0.0 and isinstance(model.rho, float)
-    keep = np.zeros(30, bool)
-    keep[10:13] = True  # two pairs
-    model = noise.model(keep)
-    assert math.isnan(model.sigma) and model.rho == 0.0
-    keep[13] = True  # three pairs
-    model = noise.model(keep)
-    assert model.sigma > 0 and math.isfinite(model.sigma)
-    assert 0.0 <= model.rho <= RHO_GRID[-1]
+# kills increment_noise mutants of the minimum counts (two lags of two triples each)
+def test_increment_noise__needs_two_lags_of_two_triples():
+    y = np.random.default_rng(1).standard_normal(7)
+    keep = np.ones(7, bool)
+    # 7 kept: lag 1 has 5 triples, lag 2 has 3, lag 3 has 1 (not enough): two lags
+    assert math.isfinite(increment_noise(y, keep, max_lag=3).white)
+    assert math.isnan(increment_noise(y[:4], keep[:4], max_lag=3).white)  # lag 1: 2, lag 2: 0
+    assert math.isnan(increment_noise(y, keep, max_lag=1).white)
+    five = increment_noise(y[:5], keep[:5], max_lag=2)  # lag 1: 3 triples, lag 2: 1
+    assert math.isnan(five.white) and five.walk == 0.0
+
+
+# kills _nonnegative_least_squares mutants (each branch against a brute-force grid)
+@pytest.mark.parametrize("b", [[6.0, 8.0, 10.0], [6.0, 6.0, 6.0], [6.0, 4.0, 2.0], [0.0, 2.0, 4.0], [-1.0, -2.0, -3.0]])
+def test_nonnegative_least_squares__matches_a_grid(b):
+    a = np.array([[6.0, 2.0], [6.0, 4.0], [6.0, 6.0]])
+    b = np.array(b)
+    coef = _nonnegative_least_squares(a, b)
+    assert np.all(coef >= 0)
+    grid = np.stack(np.meshgrid(np.linspace(0, 3, 301), np.linspace(0, 3, 301)), -1).reshape(-1, 2)
+    best = grid[np.argmin(((grid @ a.T - b) ** 2).sum(1))]
+    cost = float(((a @ coef - b) ** 2).sum())
+    assert cost <= float(((a @ best - b) ** 2).sum()) + 1e-9
+
+
+def test_increment_noise__fields_are_floats_and_a_white_series_has_no_walk_in_the_median():
+    draws = np.random.default_rng(2).standard_normal((200, 76))
+    fits = [increment_noise(d, np.ones(76, bool)) for d in draws]
+    assert all(isinstance(f.white, float) and isinstance(f.walk, float) for f in fits)
+    assert np.median([f.walk for f in fits]) < 0.05 and np.mean([f.walk == 0 for f in fits]) > 0.3
+    assert np.median([f.white for f in fits]) == pytest.approx(1.0, abs=0.05)
 
 
 # kills block_length_5
@@ -283,7 +301,7 @@ def test_block_bootstrap__every_start_possible_and_shapes():
 WINDOW = PhaseWindow(start_tokens=1e5, end_tokens=4e5, peak_tokens=2e5, peak_slope=-1.5, icl_before=3.0,
                      icl_after=2.0, drop=0.9, total_drop=1.1, share=0.9 / 1.1, width_decades=0.6, z=7.0,
                      step_z=9.0, end_level=2.05, lowest_before=2.9, n_inside=4, open_end=True,
-                     noise_sd=0.07, noise_rho=0.3)
+                     noise_white=0.07, noise_walk=0.03, bandwidth=0.06)
 BUMP = LossBump(start_tokens=1.5e5, end_tokens=5e5, peak_tokens=3e5, height=0.08, tolerance=0.02)
 LAG = Lag(lag_log10=0.2, ratio=10 ** 0.2, head_tokens=3e5, icl_tokens=2e5, resolution_log10=0.05,
           low=0.1, high=0.3, n_boot=100, block=3)
@@ -298,7 +316,8 @@ def test_flat_dict__hand_made_report():
         "phase/window_peak_tokens": 2e5, "phase/window_peak_slope": -1.5, "phase/window_width_log10": 0.6,
         "phase/window_drop": 0.9, "phase/window_total_drop": 1.1, "phase/window_share": 0.9 / 1.1,
         "phase/window_z": 7.0, "phase/window_step_z": 9.0, "phase/window_open_end": 1.0,
-        "phase/window_noise_sd": 0.07, "phase/window_noise_rho": 0.3, "phase/icl_before": 3.0,
+        "phase/window_noise_white": 0.07, "phase/window_noise_walk": 0.03, "phase/window_bandwidth": 0.06,
+        "phase/icl_before": 3.0,
         "phase/icl_after": 2.0, "phase/bump_start_tokens": 1.5e5, "phase/bump_end_tokens": 5e5,
         "phase/bump_peak_tokens": 3e5, "phase/bump_height": 0.08, "phase/induction_heads": "1.0,0.2",
         "phase/head_1.0_formation_tokens": 3e5, "phase/head_1.0_lag_log10": 0.2,
@@ -320,7 +339,7 @@ def test_flat_dict__hand_made_report():
 def test_flat_dict__nan_when_missing():
     flat = PhaseReport(None, None, []).to_flat_dict()
     assert flat["phase/has_window"] == 0.0 and flat["phase/induction_heads"] == ""
-    assert len(flat) == 21
+    assert len(flat) == 22
     assert all(math.isnan(v) for k, v in flat.items() if k not in ("phase/has_window", "phase/induction_heads"))
 
 
@@ -460,7 +479,7 @@ def run_with_phase():
     def sig(centre):
         return 1 / (1 + np.exp(-np.clip((x - math.log10(centre)) / 0.025, -50, 50)))
 
-    icl = np.r_[0.0, -0.4 * sig(3e6) + 0.05 * np.random.default_rng(0).standard_normal(x.size)]
+    icl = np.r_[0.0, -0.4 * sig(3e6) + 0.02 * np.random.default_rng(0).standard_normal(x.size)]
     prefix = np.full((x.size + 1, 2, 3), 0.03)
     prefix[1:, 1, 0] = 0.03 + 0.7 * sig(3e6)
     prefix[1:, 1, 2] = 0.03 + 0.5 * sig(6e6)
@@ -493,18 +512,6 @@ def test_analyse_phase__bootstrap_size_and_seed_reach_the_lag():
     assert any(seeded.lags[h].low != formation_lag(seeded.formation_tokens[h], seeded.window, tokens, icl,
                                                    tokens, prefix[:, h[0], h[1]], 60, 1).low
                for h in seeded.induction_heads)
-
-
-# kills SmootherNoise.model_82 (rho is interpolated from 0 on, not snapped to 0 below the second grid value)
-def test_smoother_noise__rho_is_interpolated_between_the_first_grid_values():
-    x = np.log10(np.arange(1, 61) * 1e5)
-    level, _ = local_linear(x)
-    keep = np.ones(60, bool)
-    rhos = np.array([SmootherNoise(level, np.random.default_rng(s).standard_normal(60)).model(keep).rho
-                     for s in range(200)])
-    assert np.all((rhos >= 0) & (rhos <= RHO_GRID[-1]))
-    assert np.any((rhos > 0) & (rhos < RHO_GRID[1]))  # white noise: some estimates just above 0
-    assert np.mean(rhos == 0) > 0.3  # ... and about half at the floor
 
 
 # guards float32 inputs (analyse_phase_17, _19 survive: formation_time/formation_lag convert to float64 themselves)

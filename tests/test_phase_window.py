@@ -8,7 +8,10 @@ import warnings
 import numpy as np
 import pytest
 
-from interp.phase.noise import NoiseModel, SmootherNoise
+from unittest import mock
+
+import interp.phase.window as window_module
+from interp.phase.noise import IncrementNoise, increment_noise
 from interp.phase.smoothing import local_linear, log_tokens_and, noise_sd, vertex
 from interp.phase.window import (_noise_checkpoints, _step_z, _window_at,
                                  phase_change_window)
@@ -147,7 +150,7 @@ def check_fields(window, y, bandwidth=0.03):
     level, slope = level_map @ y, slope_map @ y
     s, e = index_of(window.start_tokens), index_of(window.end_tokens)
     assert window.start_tokens == pytest.approx(TOKENS[s]) and window.end_tokens == pytest.approx(TOKENS[e])
-    model = SmootherNoise(level_map, y).model(_noise_checkpoints(n, s, e))
+    model = increment_noise(y, _noise_checkpoints(n, s, e))
     first, last = min(5, s + 1), min(5, n - e)
     assert window.icl_before == pytest.approx(y[:s + 1].mean(), abs=1e-12)
     assert window.icl_after == pytest.approx(y[e:].mean(), abs=1e-12)
@@ -161,7 +164,8 @@ def check_fields(window, y, bandwidth=0.03):
     assert window.lowest_before == pytest.approx(level[:s + 1].min(), abs=1e-12)
     assert window.n_inside == e - s - 1
     assert window.open_end == (e == n - 1)
-    assert window.noise_sd == pytest.approx(model.sigma) and window.noise_rho == pytest.approx(model.rho)
+    assert window.noise_white == pytest.approx(model.white) and window.noise_walk == pytest.approx(model.walk)
+    assert window.bandwidth == bandwidth
     assert window.peak_slope == pytest.approx(slope.min()) or window.peak_slope < 0
     return s, e, level, slope
 
@@ -195,7 +199,7 @@ def test_window__early_start_uses_fewer_first_checkpoints():
     level_map, slope_map = local_linear(x, 0.03)
     level, slope = level_map @ y, slope_map @ y
     peak = int(np.argmin(slope))
-    window = _window_at(x, y, level_map, level, slope, peak, 0.3, SmootherNoise(level_map, y))
+    window = _window_at(x, y, level_map, level, slope, peak, 0.3)
     assert window is not None
     s = int(np.argmin(np.abs(10 ** x - window.start_tokens)))
     assert s + 1 < 5
@@ -203,22 +207,13 @@ def test_window__early_start_uses_fewer_first_checkpoints():
     assert window.icl_before == pytest.approx(y[:s + 1].mean())
 
 
-class FixedNoise:
-    """A stand-in for SmootherNoise that always gives one model."""
-
-    def __init__(self, model: NoiseModel):
-        self._model = model
-
-    def model(self, keep):
-        return self._model
-
-
-def stretch(slope, peak, fraction=0.5, y=None, noise=NoiseModel(0.1, 0.0)):
-    """_window_at on a hand-made slope profile: (start index, end index, window)."""
+def stretch(slope, peak, fraction=0.5, y=None, noise=IncrementNoise(0.1, 0.0)):
+    """_window_at on a hand-made slope profile, with the noise fixed: (start index, end index, window)."""
     n = slope.size
     x = np.arange(n) * 0.1
     y = np.linspace(0, -1, n) if y is None else y
-    window = _window_at(x, y, np.eye(n), y, np.asarray(slope, float), peak, fraction, FixedNoise(noise))
+    with mock.patch.object(window_module, "increment_noise", lambda series, keep: noise):
+        window = _window_at(x, y, np.eye(n), y, np.asarray(slope, float), peak, fraction)
     if window is None:
         return None
     return (int(round(math.log10(window.start_tokens) * 10)),
@@ -271,22 +266,18 @@ def test_window_at__z_infinite_without_noise():
     rising = np.linspace(0, 1, 10)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        window = stretch(slope, 3, y=rising, noise=NoiseModel(0.0, 0.0))[2]
+        window = stretch(slope, 3, y=rising, noise=IncrementNoise(0.0, 0.0))[2]
     assert window.drop < 0 and window.z == math.inf
     assert window.step_z == 0.0
 
 
-# kills noise_checkpoints 6, 12, 13, 24, 38, 40 (hand-counted index sets)
-@pytest.mark.parametrize("n, start, end, before, after", [
-    (100, 40, 50, range(22, 38), range(53, 69)),
-    (60, 40, 50, range(13, 38), range(53, 60)),
-    (100, 3, 5, range(0, 1), range(8, 39)),
-    (100, 2, 5, range(0, 0), range(8, 40)),
-    (100, 1, 3, range(0, 0), range(6, 38))])
-def test_noise_checkpoints__by_hand(n, start, end, before, after):
-    expected = np.zeros(n, bool)
-    expected[list(before)] = True
-    expected[list(after)] = True
+# kills noise_checkpoints mutants (hand-counted index sets: all but the window and 2 on each side)
+@pytest.mark.parametrize("n, start, end, left_out", [
+    (100, 40, 50, range(38, 53)), (60, 40, 57, range(38, 60)), (100, 3, 5, range(1, 8)),
+    (100, 1, 3, range(0, 6)), (10, 0, 9, range(0, 10))])
+def test_noise_checkpoints__by_hand(n, start, end, left_out):
+    expected = np.ones(n, bool)
+    expected[list(left_out)] = False
     np.testing.assert_array_equal(_noise_checkpoints(n, start, end), expected)
 
 
@@ -294,7 +285,7 @@ def test_noise_checkpoints__by_hand(n, start, end, before, after):
 def test_step_z__uses_checkpoints_within_two_widths_inclusive():
     tokens = np.arange(0.0, 31.0)
     y = np.where(tokens >= 12, -1.0, 0.0) + 0.01 * np.sin(tokens)
-    model = NoiseModel(0.05, 0.0)
+    model = IncrementNoise(0.05, 0.0)
     z = _step_z(tokens, y, 10.0, 12.0, model)  # near: 6..16
     far = y.copy()
     far[[0, 5, 17, 30]] += 5.0  # outside 2 widths
@@ -306,22 +297,28 @@ def test_step_z__uses_checkpoints_within_two_widths_inclusive():
     assert z > 10
 
 
-# kills step_z 31, 32, 33, 34, 39, 41 (degenerate cases are 0; four checkpoints are enough)
+# kills step_z mutants of the degenerate cases (0 below five checkpoints, without noise, and at
+# 0 tokens, whose log is undefined; five checkpoints are enough)
 def test_step_z__degenerate_and_minimal_cases():
-    model = NoiseModel(0.05, 0.0)
-    three = np.array([0.0, 1.0, 2.0])
-    assert _step_z(three, np.array([0.0, 0.0, -1.0]), 0.0, 1.0, model) == 0.0
-    four = np.array([0.0, 1.0, 2.0, 3.0])
-    y4 = np.array([0.0, 0.0, -1.0, -1.0])
-    assert _step_z(four, y4, 1.0, 2.0, model) > 1.0
-    assert _step_z(four, y4, 1.0, 2.0, NoiseModel(0.0, 0.0)) == 0.0
+    model = IncrementNoise(0.05, 0.0)
+    four = np.array([1.0, 2.0, 3.0, 4.0])
+    assert _step_z(four, np.array([0.0, 0.0, -1.0, -1.0]), 2.0, 3.0, model) == 0.0
+    five = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    y5 = np.array([0.0, 0.0, -1.0, -1.0, -1.0])
+    assert _step_z(five, y5, 2.0, 3.0, model) > 1.0
+    assert _step_z(five, y5, 2.0, 3.0, IncrementNoise(0.0, 0.0)) == 0.0
+    with_zero = np.r_[0.0, five]
+    assert _step_z(with_zero, np.r_[5.0, y5], 2.0, 3.0, model) == pytest.approx(_step_z(five, y5, 2.0, 3.0, model))
 
 
 # kills step_z mutants that bias c (a line in tokens is no step; a step is)
 def test_step_z__zero_for_a_line_large_for_a_step():
+    """A line in tokens and a line in log tokens are smooth declines (z ~ 0); a step is not.
+    Without the log term, the log-linear decline (a learning curve) scores as a step."""
     tokens = np.linspace(1e5, 1e6, 40)
-    model = NoiseModel(0.01, 0.3)
+    model = IncrementNoise(0.01, 0.003)
     assert abs(_step_z(tokens, 2.0 - 1e-6 * tokens, 4e5, 5e5, model)) < 1e-6
+    assert abs(_step_z(tokens, 2.0 - 0.3 * np.log(tokens), 4e5, 5e5, model)) < 1e-6
     assert _step_z(tokens, np.where(tokens > 4.5e5, -0.5, 0.0), 4e5, 5e5, model) > 10
 
 
@@ -336,7 +333,7 @@ def test_phase_change_window__five_or_six_checkpoints(n):
 
 def clean_drop():
     y = -0.4 * sigmoid(3e6) + NOISE
-    return y, phase_change_window(TOKENS, y)
+    return y, phase_change_window(TOKENS, y, scales=(1,))
 
 
 # kills phase_change_window 88, 90, 92, 93 (each gate passes at exactly its threshold)
@@ -345,17 +342,17 @@ def test_gates__pass_at_their_thresholds():
     assert window.drop < window.total_drop
     for gate, value in [("min_drop", window.drop), ("min_z", window.z),
                         ("min_step_z", window.step_z), ("min_share", window.share)]:
-        assert phase_change_window(TOKENS, y, **{gate: value}) == window, gate
-        assert phase_change_window(TOKENS, y, **{gate: np.nextafter(value, np.inf)}) is None, gate
+        assert phase_change_window(TOKENS, y, scales=(1,), **{gate: value}) == window, gate
+        assert phase_change_window(TOKENS, y, scales=(1,), **{gate: np.nextafter(value, np.inf)}) is None, gate
 
 
 # kills phase_change_window 89 (total_drop gate at its threshold, on a drop larger than the total)
 def test_gates__total_drop_at_threshold():
     y = -0.5 * sigmoid(1e6) + 0.3 * sigmoid(5e6) + NOISE  # a partial recovery after the drop
-    window = phase_change_window(TOKENS, y)
+    window = phase_change_window(TOKENS, y, scales=(1,))
     assert window is not None and window.drop > window.total_drop
-    assert phase_change_window(TOKENS, y, min_drop=window.total_drop) == window
-    assert phase_change_window(TOKENS, y, min_drop=np.nextafter(window.total_drop, np.inf)) is None
+    assert phase_change_window(TOKENS, y, scales=(1,), min_drop=window.total_drop) == window
+    assert phase_change_window(TOKENS, y, scales=(1,), min_drop=np.nextafter(window.total_drop, np.inf)) is None
 
 
 # kills phase_change_window 94, 96, 98, 99 (width gate: fraction of x[-1] - x[0], inclusive)
@@ -368,8 +365,8 @@ def test_gates__width_fraction_of_the_whole_span():
             break
         fraction = np.nextafter(fraction, np.inf if fraction * span < window.width_decades else -np.inf)
     assert fraction * span == window.width_decades
-    assert phase_change_window(TOKENS, y, max_width_fraction=fraction) == window
-    assert phase_change_window(TOKENS, y, max_width_fraction=np.nextafter(fraction, 0)) is None
+    assert phase_change_window(TOKENS, y, scales=(1,), max_width_fraction=fraction) == window
+    assert phase_change_window(TOKENS, y, scales=(1,), max_width_fraction=np.nextafter(fraction, 0)) is None
 
 
 # kills phase_change_window 4 (the default width gate is 0.25 of the span)
@@ -396,7 +393,7 @@ def test_phase_change_window__skips_a_drop_at_the_first_checkpoint():
     y = -1.5 * sigmoid(4.3e4, 0.02) - 0.4 * sigmoid(3e6) + NOISE
     slope = local_linear(X)[1] @ y
     assert np.argmin(slope) < 3  # the steepest candidate is at the start of the run
-    window = phase_change_window(TOKENS, y)
+    window = phase_change_window(TOKENS, y, **OPEN)
     assert window is not None and 2e6 < window.peak_tokens < 4e6
 
 
@@ -407,3 +404,19 @@ def test_phase_change_window__rising_series_has_no_candidate(phase):
     slope = local_linear(X)[1] @ y
     assert 0 < slope.min() and slope.max() < 1
     assert phase_change_window(TOKENS, y, **OPEN) is None
+
+
+# kills phase_change_window mutants of the scale loop (finest first; coarser scales reached)
+def test_scales__finest_passing_scale_wins_and_coarser_ones_find_wide_drops():
+    sharp = -0.4 * sigmoid(3e6) + NOISE
+    assert phase_change_window(TOKENS, sharp).bandwidth == pytest.approx(0.03)
+    assert phase_change_window(TOKENS, sharp, scales=(4, 1)).bandwidth == pytest.approx(0.12)
+    found = []
+    for seed in range(20):
+        wide = -0.25 * sigmoid(2.5e6, 0.11) + 0.02 * np.random.default_rng(seed).standard_normal(X.size)
+        fine = phase_change_window(TOKENS, wide, scales=(1,))
+        every = phase_change_window(TOKENS, wide)
+        found.append((fine is not None, every is not None, every.bandwidth if every else None))
+    assert sum(f[1] for f in found) > sum(f[0] for f in found)  # some only at a coarser scale
+    assert any(f[2] is not None and f[2] > 0.03 for f in found)
+    assert all(f[1] for f in found if f[0])  # a window at the finest scale is never lost

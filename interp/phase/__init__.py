@@ -11,7 +11,7 @@ nats per decade of tokens; lags are in decades (log10 of a ratio of tokens).
 
 One module per question:
 - :mod:`~interp.phase.smoothing`: the local-linear smoother (hat matrices) in log tokens;
-- :mod:`~interp.phase.noise`: the AR(1) noise model and the moving-block bootstrap;
+- :mod:`~interp.phase.noise`: the jitter-plus-walk noise model and the moving-block bootstrap;
 - :mod:`~interp.phase.window`: where the ICL score drops abruptly, with its z;
 - :mod:`~interp.phase.bump`: where the training loss is not convex;
 - :mod:`~interp.phase.heads`: which heads are induction heads and when each formed;
@@ -23,14 +23,14 @@ One module per question:
 from interp.phase.bump import LossBump, loss_bump, lower_hull
 from interp.phase.heads import classify_induction_heads, formation_time
 from interp.phase.lag import Lag, formation_lag
-from interp.phase.noise import NoiseModel, SmootherNoise, block_bootstrap
+from interp.phase.noise import IncrementNoise, NoiseModel, block_bootstrap, increment_noise
 from interp.phase.report import PhaseReport, analyse_phase
 from interp.phase.smoothing import BANDWIDTH, local_linear, noise_sd
 from interp.phase.window import MIN_Z, PhaseWindow, phase_change_window
 
 __all__ = [
-    "BANDWIDTH", "MIN_Z", "Lag", "LossBump", "NoiseModel", "PhaseReport", "PhaseWindow",
-    "SmootherNoise", "analyse_phase", "block_bootstrap", "classify_induction_heads",
+    "BANDWIDTH", "MIN_Z", "IncrementNoise", "Lag", "LossBump", "NoiseModel", "PhaseReport",
+    "PhaseWindow", "analyse_phase", "block_bootstrap", "classify_induction_heads", "increment_noise",
     "formation_lag", "formation_time", "local_linear", "loss_bump", "lower_hull", "noise_sd",
     "phase_change_window",
 ]

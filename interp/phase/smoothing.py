@@ -51,7 +51,7 @@ def noise_sd(level_map: Matrix, y: Series) -> float:
 
     The usual variance estimate of a linear smoother y_hat = L y (the denominator is the
     residual degrees of freedom), valid for independent noise. It is what the loss-bump rule
-    uses; the window uses :class:`interp.phase.noise.SmootherNoise`, which allows for
+    uses; the window uses :func:`interp.phase.noise.increment_noise`, which allows for
     correlated noise, and the lag a moving-block bootstrap.
     """
     residuals = y - level_map @ y
