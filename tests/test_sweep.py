@@ -200,3 +200,37 @@ def test_grid_values_that_make_one_folder_name__are_refused_naming_both(tmp_path
 def test_sweep_name_that_is_not_one_plain_folder__is_refused(tmp_path, name):
     with pytest.raises(ConfigError, match="must not start with '.'"):
         load_sweep(write(tmp_path, f"name: '{name}'\n" + tiny_sweep_text("  model.n_layers: [1]\n")))
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    # A key in both config and grid: the grid's value is wrong, so the grid's line is named
+    # (the text search found the config's line, then the first "0" after it: line 4).
+    ("sweep.yaml", "preset: markov\nconfig:\n  model.n_layers: 2\n  train.steps: 30\ngrid:\n"
+                   "  model.d_model: [32]\n  model.n_layers: [1, 0]\n", "line 7: 'model.n_layers' = 0"),
+    # The same, nested by section and as a block list: the line of the bad item.
+    ("sweep.yaml", "preset: markov\nconfig:\n  model:\n    n_layers: 2\n  train.steps: 30\ngrid:\n"
+                   "  model:\n    n_layers:\n      - 1\n      - 0\n", "line 10: 'model.n_layers' = 0"),
+    # In TOML, the search starts at the section's header.
+    ("sweep.toml", 'preset = "markov"\n[config]\n"model.n_layers" = 2\n"train.steps" = 30\n[grid]\n'
+                   '"model.n_layers" = [1, 0]\n', "line 6: 'model.n_layers' = 0"),
+])
+def test_a_key_repeated_across_sections__is_named_at_its_own_line(tmp_path, name, text, expected):
+    # Catches: the line finder reporting the first line whose key matches, anywhere in the file.
+    with pytest.raises(ConfigError) as err:
+        load_sweep(write(tmp_path, text, name))
+    assert expected in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("preset: markov\ngrid:\n  model.n_layers: [1, 2]\n  model.n_layers: [3]\n",
+     "line 4: key 'model.n_layers' in 'grid' is given twice (lines 3 and 4)"),
+    ("preset: markov\npreset: default\ngrid:\n  model.n_layers: [1]\n", "line 2: key 'preset' is given twice"),
+    ("preset: markov\nconfig:\n  train.steps: 30\n  train:\n    steps: 40\ngrid:\n  model.n_layers: [1]\n",
+     "line 5: key 'train.steps' in 'config' is given twice (lines 3 and 5)"),
+])
+def test_a_key_repeated_in_one_mapping__is_refused_naming_both_lines(tmp_path, text, expected):
+    # Catches: PyYAML silently keeping the last of two equal keys, so the sweep runs values
+    # its author did not read last.
+    with pytest.raises(ConfigError) as err:
+        load_sweep(write(tmp_path, text))
+    assert expected in str(err.value) and "\n" not in str(err.value)

@@ -29,6 +29,7 @@ from typing import Any
 
 from interp.config import SECTIONS, RunConfig, load_config_file, merge, preset, resolve_key
 from interp.errors import ConfigError
+from interp.sweep.marks import Marks, locator
 
 TOP_KEYS = {"preset", "config", "grid", "seeds", "analyze", "ablation", "name"}
 MAX_NAME_BYTES = 200  # run folder names: most filesystems stop at 255 bytes; leave room for ".stale-<time>"
@@ -63,8 +64,7 @@ def load_sweep(path: str | Path) -> Sweep:
     if path.suffix not in (".yaml", ".yml", ".toml"):
         raise ConfigError(f"sweep file '{path}' must end in .yaml, .yml or .toml")
     raw = load_config_file(path)
-    text = path.read_text()
-    where = _Locator(path, text)
+    where = locator(path, path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a sweep file must be a mapping with preset, grid and seeds")
     for key in raw:
@@ -92,20 +92,22 @@ def load_sweep(path: str | Path) -> Sweep:
     return Sweep(name, path, str(base_name), fixed, grid, seeds, runs=runs, **flags)
 
 
-def _mapping(value: Any, key: str, where: "_Locator") -> dict[str, Any]:
+def _mapping(value: Any, key: str, where: Marks) -> dict[str, Any]:
     """Flatten ``{"model": {"n_layers": 2}}`` and ``{"model.n_layers": 2}`` alike to dotted keys."""
     if not isinstance(value, dict):
         raise where.error(key, f"'{key}' must be a mapping of config fields to values")
     flat: dict[str, Any] = {}
     for name, item in value.items():
-        if isinstance(item, dict) and name in SECTIONS:
-            flat.update({f"{name}.{k}": v for k, v in item.items()})
-        else:
-            flat[str(name)] = item
+        pairs = ({f"{name}.{k}": v for k, v in item.items()} if isinstance(item, dict) and name in SECTIONS
+                 else {str(name): item})
+        for field_key, field_value in pairs.items():
+            if field_key in flat:  # written flat and nested: one would silently win
+                raise where.error(field_key, f"'{field_key}' is given twice in '{key}'; keep one", section=key)
+            flat[field_key] = field_value
     return flat
 
 
-def _apply(base: RunConfig, values: dict[str, Any], where: "_Locator") -> RunConfig:
+def _apply(base: RunConfig, values: dict[str, Any], where: Marks) -> RunConfig:
     """Merge dotted overrides together (fields may depend on each other, such as data.source
     and data.path); on an error, name the line of the key it is about."""
     nested: dict[str, dict[str, Any]] = {}
@@ -113,13 +115,14 @@ def _apply(base: RunConfig, values: dict[str, Any], where: "_Locator") -> RunCon
         try:
             section, name = resolve_key(key)
         except ConfigError as err:
-            raise where.error(key, f"'{key}' = {value!r}: {err}", value) from None
+            raise where.error(key, f"'{key}' = {value!r}: {err}", value, "config") from None
         nested.setdefault(section, {})[name] = value
     try:
         return merge(base, nested)
     except ConfigError as err:
         culprit = _culprit(base, values, str(err))
-        raise where.error(culprit, f"'{culprit}' = {values[culprit]!r}: {err}", values[culprit]) from None
+        raise where.error(culprit, f"'{culprit}' = {values[culprit]!r}: {err}", values[culprit],
+                          "config") from None
 
 
 def _culprit(base: RunConfig, values: dict[str, Any], message: str) -> str:
@@ -134,15 +137,15 @@ def _culprit(base: RunConfig, values: dict[str, Any], message: str) -> str:
     return named[0] if named else next(iter(values))
 
 
-def _merge_one(base: RunConfig, key: str, value: Any, where: "_Locator") -> RunConfig:
+def _merge_one(base: RunConfig, key: str, value: Any, where: Marks) -> RunConfig:
     try:
         section, name = resolve_key(key)
         return merge(base, {section: {name: value}})
     except ConfigError as err:
-        raise where.error(key, f"'{key}' = {value!r}: {err}", value) from None
+        raise where.error(key, f"'{key}' = {value!r}: {err}", value, "grid") from None
 
 
-def _grid(value: Any, where: "_Locator") -> dict[str, list[Any]]:
+def _grid(value: Any, where: Marks) -> dict[str, list[Any]]:
     if value is None:
         raise ConfigError(f"{where.path}: the sweep has no 'grid'; give at least one config "
                           f"field with a list of values, e.g. grid: {{model.n_layers: [1, 2]}}")
@@ -153,13 +156,13 @@ def _grid(value: Any, where: "_Locator") -> dict[str, list[Any]]:
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise where.error(key, f"grid field '{key}' must be a non-empty list of values, "
-                                   f"not {values!r}")
+                                   f"not {values!r}", section="grid")
         if len(set(map(repr, values))) != len(values):
-            raise where.error(key, f"grid field '{key}' repeats a value: {values!r}")
+            raise where.error(key, f"grid field '{key}' repeats a value: {values!r}", section="grid")
     return grid
 
 
-def _seeds(value: Any, where: "_Locator") -> list[int]:
+def _seeds(value: Any, where: Marks) -> list[int]:
     ok = isinstance(value, list) and value and all(
         isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
     if not ok or len(set(value)) != len(value):
@@ -169,7 +172,7 @@ def _seeds(value: Any, where: "_Locator") -> list[int]:
 
 
 def _expand(base: RunConfig, grid: dict[str, list[Any]], seeds: list[int],
-            where: "_Locator") -> list[SweepRun]:
+            where: Marks) -> list[SweepRun]:
     # Check each value alone first, so the error names the value's own line.
     for key, values in grid.items():
         for value in values:
@@ -186,7 +189,7 @@ def _expand(base: RunConfig, grid: dict[str, list[Any]], seeds: list[int],
     return runs
 
 
-def _check_distinct_name(point: dict[str, Any], seen: dict[str, dict[str, Any]], where: "_Locator") -> None:
+def _check_distinct_name(point: dict[str, Any], seen: dict[str, dict[str, Any]], where: Marks) -> None:
     """Refuse two grid points whose run folders would have one name (values that differ only
     in characters a folder name does not keep, such as "a/b" and "a-b"): one run would
     silently stand for both. Refused rather than renamed, so that a run's folder name never
@@ -195,13 +198,14 @@ def _check_distinct_name(point: dict[str, Any], seen: dict[str, dict[str, Any]],
     if len(name.encode()) > MAX_NAME_BYTES:
         key = max(point, key=lambda k: len(_token(point[k])))
         raise where.error(key, f"the run folder name '{name[:40]}...' would be {len(name.encode())} bytes, "
-                               f"beyond {MAX_NAME_BYTES}; use shorter grid values for '{key}'", point[key])
+                               f"beyond {MAX_NAME_BYTES}; use shorter grid values for '{key}'", point[key],
+                          "grid")
     if name in seen:
         other = seen[name]
         key = next(k for k in point if point[k] != other[k])
         raise where.error(key, f"grid values {other[key]!r} and {point[key]!r} of '{key}' give the same run "
                                f"folder name '{name}' (folder names keep only letters, digits and . + -); "
-                               f"make the values differ in those characters", point[key])
+                               f"make the values differ in those characters", point[key], "grid")
     seen[name] = point
 
 
@@ -215,27 +219,3 @@ def _token(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return re.sub(r"[^A-Za-z0-9.+-]", "-", str(value))
-
-
-class _Locator:
-    """Finds the line of a key (and optionally a value) in the sweep file's text for errors."""
-
-    def __init__(self, path: Path, text: str):
-        self.path, self.lines = path, text.splitlines()
-
-    def line_of(self, key: str, value: Any = None) -> int | None:
-        leaf = re.escape(key.rpartition(".")[2])
-        pattern = re.compile(rf"""^\s*(?:-\s*)?["']?(?:[\w.]*\.)?{leaf}["']?\s*[:=]""")
-        start = next((i for i, line in enumerate(self.lines) if pattern.search(line)), None)
-        if start is None or value is None:
-            return None if start is None else start + 1
-        needle = str(value).lower() if isinstance(value, bool) else str(value)
-        for i in range(start, min(start + 20, len(self.lines))):
-            if needle in self.lines[i]:
-                return i + 1
-        return start + 1
-
-    def error(self, key: str, message: str, value: Any = None) -> ConfigError:
-        line = self.line_of(key, value)
-        at = f"{self.path} line {line}" if line else str(self.path)
-        return ConfigError(f"{at}: {message}")
