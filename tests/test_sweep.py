@@ -234,3 +234,106 @@ def test_a_key_repeated_in_one_mapping__is_refused_naming_both_lines(tmp_path, t
     with pytest.raises(ConfigError) as err:
         load_sweep(write(tmp_path, text))
     assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def ray_cluster(tmp_path):
+    """A real one-node cluster from ``ray start --head`` on 127.0.0.1, as the README's recipe
+    starts it, with a token in a private HOME, so Ray turns token authentication on as it
+    ships. Yields (address, environment, log). Stopped by ending its ``--block`` process,
+    which takes its cluster down: ``ray stop`` would stop every Ray process on the machine."""
+    import tempfile
+    import time
+
+    pytest.importorskip("ray")
+    ray_bin = Path(sys.executable).with_name("ray")
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text(os.urandom(32).hex())
+    # Ray would advertise the interface's address; this keeps every socket on 127.0.0.1.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(HOME=str(home), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    port, log = _free_port(), tmp_path / "ray-start.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(ray_bin), "start", "--head", "--block", "--port", str(port),
+                                 "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--include-dashboard",
+                                 "false", "--disable-usage-stats", "--temp-dir", temp],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while "Ray runtime started" not in log.read_text() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert "Ray runtime started" in log.read_text(), log.read_text()[-3000:]
+        yield f"127.0.0.1:{port}", env, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_ray_sweep_runs_on_a_cluster_started_with_ray_start_and_its_token(tmp_path, ray_cluster):
+    # Catches: the README's recipe (ray start --head, then interp sweep --backend ray
+    # --address HEAD:PORT) refused with "Authentication token is missing or incorrect",
+    # because Ray's driver sends its token to an explicit address only with RAY_AUTH_MODE=token.
+    address, env, log = ray_cluster
+    assert "Token authentication is enabled" in log.read_text()  # the cluster enforces it
+    path = write(tmp_path, tiny_sweep_text("  model.n_layers: [1, 2]\n", "[0]", extra="analyze: false\n"))
+    proc = subprocess.run([sys.executable, "-m", "interp.cli", "sweep", str(path), "--backend", "ray",
+                           "--address", address, "--out", str(tmp_path / "runs"), "--cpus-per-run", "1"],
+                          env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "RAY_AUTH_MODE" not in env
+    for name in ("n_layers=1_seed=0", "n_layers=2_seed=0"):
+        run = tmp_path / "runs" / "sweep" / name
+        assert checkpoints.run_status(run) == "finished", proc.stdout
+    assert "backend ray" in proc.stdout and proc.stdout.count("cpu, 0") == 2, proc.stdout  # two tasks
+
+
+def test_ray_driver_turns_token_mode_on_only_for_an_address_with_a_token_and_restores_it(tmp_path, monkeypatch):
+    # Catches: token mode forced on a local instance, on a user who chose RAY_AUTH_MODE, or
+    # left behind in the environment after the sweep.
+    from interp.sweep import ray_backend
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    with ray_backend.token_auth("127.0.0.1:6379"):
+        assert "RAY_AUTH_MODE" not in os.environ  # no token here: nothing to send
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("0" * 64)
+    assert ray_backend.token_source() == str(tmp_path / ".ray" / "auth_token")
+    with ray_backend.token_auth(None):
+        assert "RAY_AUTH_MODE" not in os.environ  # a local instance: Ray decides
+    with ray_backend.token_auth("127.0.0.1:6379"):
+        assert os.environ["RAY_AUTH_MODE"] == "token"
+    assert "RAY_AUTH_MODE" not in os.environ
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    with ray_backend.token_auth("127.0.0.1:6379"):
+        assert os.environ["RAY_AUTH_MODE"] == "disabled"  # the user's choice stands
+
+
+def test_a_refused_ray_token_is_one_line_saying_where_the_token_is_looked_for():
+    from interp.sweep.ray_backend import _connect_error
+
+    try:
+        try:
+            raise RuntimeError("RPC error: InvalidAuthToken: Authentication token is missing or incorrect.\nmore")
+        except RuntimeError as inner:
+            raise ConnectionError("Failed to connect to Ray cluster at 127.0.0.1:1") from inner
+    except ConnectionError as err:
+        message = str(_connect_error("127.0.0.1:1", err))
+    assert "\n" not in message and "~/.ray/auth_token or RAY_AUTH_TOKEN" in message
+    assert message.startswith("could not reach a Ray cluster at '127.0.0.1:1': Failed to connect")
