@@ -254,6 +254,73 @@ def test_increment_noise__needs_two_lags_of_two_triples():
     assert math.isnan(five.white) and five.walk == 0.0
 
 
+# kills increment_noise mutants of the count rule at exactly two triples (lag 2 of 6 checkpoints)
+def test_increment_noise__two_triples_are_enough():
+    y = np.random.default_rng(4).standard_normal(6)
+    assert math.isfinite(increment_noise(y, np.ones(6, bool), max_lag=2).white)
+
+
+def reference_increment_noise(y, keep, max_lag):
+    """The docstring of increment_noise, written out: robust mean squares per lag, then two
+    passes of weighted least squares (weights n_h / fitted^2, the first from the mean), each
+    the best non-negative fit found by brute force over the active sets."""
+    n = y.size
+    rows = []
+    for h in range(1, max_lag + 1):
+        d = [y[i + h] - 2 * y[i] + y[i - h] for i in range(h, n - h) if keep[i - h:i + h + 1].all()]
+        if len(d) >= 2:
+            sq = np.array(d) ** 2
+            cut = 10.827566170662733 * np.median(sq) / 0.454936423119572
+            rows.append((h, sq[sq <= cut].mean() / 0.98828, len(d)))
+    h, m, c = (np.array(v, float) for v in zip(*rows))
+    design = np.stack([np.full_like(h, 6.0), 2 * h], 1)
+    weight = c / m.mean() ** 2
+    for _ in range(2):
+        a, b = design * np.sqrt(weight)[:, None], m * np.sqrt(weight)
+        fits = [np.linalg.lstsq(a, b, rcond=None)[0], np.array([max(0, a[:, 0] @ b / (a[:, 0] @ a[:, 0])), 0.0]),
+                np.array([0.0, max(0, a[:, 1] @ b / (a[:, 1] @ a[:, 1]))])]
+        fits = [f for f in fits if np.all(f >= 0)]
+        coef = min(fits, key=lambda f: ((a @ f - b) ** 2).sum())
+        weight = c / np.maximum(design @ coef, 1e-6 * m.mean()) ** 2
+    return math.sqrt(coef[0]), math.sqrt(coef[1])
+
+
+# kills increment_noise mutants of the weights and the number of passes (exact values on a
+# series where both parts are positive and the fit is not exact, so every weight matters)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_increment_noise__equals_its_written_out_definition(seed):
+    rng = np.random.default_rng(seed)
+    y = np.cumsum(0.1 * rng.standard_normal(80)) + 0.1 * rng.standard_normal(80)
+    keep = np.ones(80, bool)
+    keep[30:38] = False
+    fit = increment_noise(y, keep)
+    white, walk = reference_increment_noise(y, keep, 10)
+    assert white > 0 and walk > 0
+    assert fit.white == pytest.approx(white, rel=1e-9) and fit.walk == pytest.approx(walk, rel=1e-9)
+
+
+# kills _robust_mean_square's truncation constant used the wrong way round
+def test_robust_mean_square__truncation_correction_by_hand():
+    from interp.phase.noise import _robust_mean_square
+    assert _robust_mean_square(np.ones(7)) == pytest.approx(1 / 0.98828, rel=1e-12)
+    spoiled = np.r_[np.ones(9), 100.0]  # 100^2 is far beyond 10.83 x (1 / 0.4549)
+    assert _robust_mean_square(spoiled) == pytest.approx(1 / 0.98828, rel=1e-12)
+
+
+# kills IncrementNoise.sd_of mutants: a batch of rows (cumsum and sums along the last axis),
+# the contrast tolerance scaled by the largest weight, and the message
+def test_increment_noise_sd_of__rows_tolerance_and_message():
+    model = IncrementNoise(0.2, 0.1)
+    rows = np.array([[-1.0, 0.0, 1.0, 0.0], [0.0, 1.0, -2.0, 1.0]])
+    expected = [math.sqrt(0.04 * 2 + 0.01 * 2), math.sqrt(0.04 * 6 + 0.01 * 2)]
+    np.testing.assert_allclose(model.sd_of(rows), expected)
+    model.sd_of(np.array([3.0, -3.0 + 2e-9]))  # within 1e-9 x the largest weight (3)
+    with pytest.raises(ValueError, match=r"IncrementNoise\.sd_of needs contrasts"):
+        model.sd_of(np.array([1.0, -1.0 + 1.5e-9]))  # beyond 1e-9 x 1
+    with pytest.raises(ValueError):
+        model.sd_of(np.array([0.5, -0.5 + 5e-9]))  # small weights: the tolerance stays 1e-9
+
+
 # kills _nonnegative_least_squares mutants (each branch against a brute-force grid)
 @pytest.mark.parametrize("b", [[6.0, 8.0, 10.0], [6.0, 6.0, 6.0], [6.0, 4.0, 2.0], [0.0, 2.0, 4.0], [-1.0, -2.0, -3.0]])
 def test_nonnegative_least_squares__matches_a_grid(b):

@@ -13,7 +13,7 @@ from unittest import mock
 import interp.phase.window as window_module
 from interp.phase.noise import IncrementNoise, increment_noise
 from interp.phase.smoothing import local_linear, log_tokens_and, noise_sd, vertex
-from interp.phase.window import (_noise_checkpoints, _step_z, _window_at,
+from interp.phase.window import (_candidates, _noise_checkpoints, _step_z, _window_at,
                                  phase_change_window)
 
 OPEN = {"min_drop": -np.inf, "min_z": -np.inf, "min_step_z": -np.inf, "min_share": -np.inf,
@@ -393,7 +393,7 @@ def test_phase_change_window__skips_a_drop_at_the_first_checkpoint():
     y = -1.5 * sigmoid(4.3e4, 0.02) - 0.4 * sigmoid(3e6) + NOISE
     slope = local_linear(X)[1] @ y
     assert np.argmin(slope) < 3  # the steepest candidate is at the start of the run
-    window = phase_change_window(TOKENS, y, **OPEN)
+    window = phase_change_window(TOKENS, y, scales=(1,), **OPEN)
     assert window is not None and 2e6 < window.peak_tokens < 4e6
 
 
@@ -420,3 +420,39 @@ def test_scales__finest_passing_scale_wins_and_coarser_ones_find_wide_drops():
     assert sum(f[1] for f in found) > sum(f[0] for f in found)  # some only at a coarser scale
     assert any(f[2] is not None and f[2] > 0.03 for f in found)
     assert all(f[1] for f in found if f[0])  # a window at the finest scale is never lost
+
+
+def reference_candidates(slope):
+    """The docstring of _candidates, as a loop."""
+    n = len(slope)
+    found = [i for i in range(1, n - 1) if slope[i] < 0 and slope[i] <= slope[i - 1] and slope[i] <= slope[i + 1]]
+    if slope[-1] < 0 and slope[-1] <= slope[-2]:
+        found.append(n - 1)
+    return sorted(found, key=lambda i: (slope[i], i))
+
+
+# kills _candidates mutants: bounds of the interior, strict/non-strict comparisons, the last
+# checkpoint's rule, the order (steepest first, ties by position: a stable sort)
+def test_candidates__match_their_definition_on_integer_profiles_with_ties():
+    rng = np.random.default_rng(0)
+    for n in (3, 4, 7, 40, 300):
+        for _ in range(200 if n < 300 else 20):
+            slope = rng.integers(-3, 3, size=n).astype(float)
+            assert _candidates(slope).tolist() == reference_candidates(slope), slope
+
+
+@pytest.mark.parametrize("slope, expected", [
+    ([-2.0, -1.0, 0.0, -1.0], [3]),           # the first checkpoint is never a candidate
+    ([0.0, -2.0, -1.0, 0.0], [1]),            # ... the second can be
+    ([1.0, 0.0, 1.0, 1.0], []),               # a flat minimum at 0 is not below 0
+    ([2.0, 0.5, 2.0, 2.0], []),               # nor one above 0
+    ([0.0, -1.0, -1.0, 0.0], [1, 2]),         # a tie: both, earlier first
+    ([-5.0, 0.0, -1.0, 0.0], [2]),            # compared with its own neighbours only
+    ([0.0, 0.0, 2.0, 1.0], []),               # the last, falling less: not a candidate
+    ([0.0, 0.0, 1.0, -1.0], [3]),             # the last below 0 and below the one before
+    ([0.0, -3.0, -2.0, -1.0], [1]),           # the last below 0 but above the one before
+    ([0.0, 0.0, -1.0, -1.0, -1.0], [2, 3, 4]),  # ties at the end, in order
+    ([0.0, -4.0, -1.0, -2.0, -2.0], [1, 3, 4]),  # the last equal to the one before counts
+])
+def test_candidates__by_hand(slope, expected):
+    assert _candidates(np.array(slope)).tolist() == expected

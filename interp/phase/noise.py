@@ -183,5 +183,6 @@ def _robust_mean_square(d: Float[np.ndarray, "triple"]) -> float:
     noise."""
     square = d * d
     start = float(np.median(square)) / CHI2_1_MEDIAN
+    # Never empty: at least half the values are at most the median, which is below the cut.
     inlier = square[square <= CHI2_1_Q999 * start]
-    return float(inlier.mean()) / CHI2_1_TRUNCATED_MEAN if inlier.size else 0.0
+    return float(inlier.mean()) / CHI2_1_TRUNCATED_MEAN

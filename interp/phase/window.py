@@ -130,12 +130,7 @@ def _first_passing(x: np.ndarray, y: np.ndarray, bandwidth: float, fraction: flo
     """Steps 1-3 of :func:`phase_change_window` at one bandwidth."""
     level_map, slope_map = local_linear(x, bandwidth)
     level, slope = level_map @ y, slope_map @ y
-    inner = np.arange(1, x.size - 1)
-    minima = inner[(slope[inner] < 0) & (slope[inner] <= slope[inner - 1])
-                   & (slope[inner] <= slope[inner + 1])]
-    if slope[-1] < 0 and slope[-1] <= slope[-2]:
-        minima = np.r_[minima, x.size - 1]  # still falling at the end of the run
-    for peak in minima[np.argsort(slope[minima], kind="stable")]:
+    for peak in _candidates(slope):
         window = _window_at(x, y, level_map, level, slope, int(peak), fraction, bandwidth)
         if window is None:
             continue  # the stretch reaches the first checkpoint: there is no "before"
@@ -146,6 +141,21 @@ def _first_passing(x: np.ndarray, y: np.ndarray, bandwidth: float, fraction: flo
         if material:
             return window  # the steepest candidate that passes
     return None
+
+
+def _candidates(slope: np.ndarray) -> np.ndarray:
+    """Indices of the local minima of the slope below 0, steepest first (ties: earlier first).
+
+    An interior checkpoint i is one if s'_i < 0, s'_i <= s'_{i-1} and s'_i <= s'_{i+1}; the last
+    checkpoint is one if s'_{-1} < 0 and s'_{-1} <= s'_{-2} (a drop still under way when the run
+    ends). The first checkpoint never is: a stretch from it has no "before".
+    """
+    inner = np.arange(1, slope.size - 1)
+    minima = inner[(slope[inner] < 0) & (slope[inner] <= slope[inner - 1])
+                   & (slope[inner] <= slope[inner + 1])]
+    if slope[-1] < 0 and slope[-1] <= slope[-2]:
+        minima = np.r_[minima, slope.size - 1]  # still falling at the end of the run
+    return minima[np.argsort(slope[minima], kind="stable")]
 
 
 def _window_at(x: np.ndarray, y: np.ndarray, level_map: np.ndarray, level: np.ndarray,
