@@ -79,10 +79,9 @@ def _app(root: Path, port: int) -> int:
         raise InterpError(f"--port must be between 1 and 65535, not {port}")
     if not root.is_dir():
         raise InterpError(f"'{root}' is not a folder of runs; give the folder that holds them (default checkpoints/)")
-    script = Path(__file__).resolve().parent.parent / "apps" / "workbench.py"
-    if not script.is_file():
-        raise InterpError(f"the workbench is not installed here ({script} is missing); "
-                          f"run 'interp app' from a source checkout")
+    from interp.appfiles import workbench_script  # finds the app's file; imports none of it
+
+    script = workbench_script()
     import importlib.util
 
     if importlib.util.find_spec("streamlit") is None:  # find it without importing it: only apps/ imports it
