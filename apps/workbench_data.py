@@ -166,20 +166,30 @@ def model(path: str):
 
 
 @st.cache_resource(show_spinner="loading data...", max_entries=4)
-def _dataset(run: str, mtime: int):
-    from interp.data import load_dataset
+def _dataset(run: str, mtimes: tuple[int, int]):
+    from interp.rundata import open_run_data
 
-    cfg = config(run)
-    return load_dataset(cfg.data, cfg.model.n_ctx)
+    return open_run_data(Path(run), config(run))
 
 
 def dataset(run: str | Path):
-    return _dataset(str(run), (Path(run) / "config.json").stat().st_mtime_ns)
+    """The tokenizer and held-out sequences the run carries (:mod:`interp.rundata`): read from
+    the run folder only, never from the corpus or cache its config.json names, and nothing is
+    written (an old run without ``data/`` is read from this user's own token cache)."""
+    def mtime(path: Path) -> int:
+        try:
+            return path.stat().st_mtime_ns
+        except OSError:
+            return 0
+    return _dataset(str(run), (mtime(Path(run) / "config.json"), mtime(Path(run) / "data" / "data.json")))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def heldout_tokens(run: str, n: int) -> np.ndarray:
-    return dataset(run).heldout_batch(n).numpy()
+    """The first ``n`` of the held-out sequences every run carries (the analysis's set)."""
+    from interp.rundata import HELDOUT_EXAMPLES, HELDOUT_SEED
+
+    return dataset(run).heldout_batch(HELDOUT_EXAMPLES, seed=HELDOUT_SEED)[:n].numpy()
 
 
 @st.cache_data(show_spinner="computing attention...", max_entries=64)

@@ -5,9 +5,12 @@ can run while training goes on), skipping a checkpoint that fails its integrity 
 warning, and then recomputes the run-level phase-change statistics (group ``phase``).
 
 The probes are fixed per corpus and tokenizer, so every checkpoint of every run on the same
-data is measured on the same inputs:
-- ``icl_examples`` held-out sequences (``heldout_batch(n, seed=0)``) for loss by token index
-  and the ICL score;
+data is measured on the same inputs. They come from the run folder, never from the corpus or
+cache its config.json names (:mod:`interp.rundata`: a run carries its tokenizer, held-out
+sequences and token counts, so a copied run is analysed anywhere, and an untrusted one reads
+nothing outside itself):
+- ``icl_examples`` held-out sequences (the corpus's ``heldout_batch(n, seed=0)``, as carried
+  by the run) for loss by token index and the ICL score;
 - the first ``ablation_examples`` of them for ablations, and ``pca_pairs`` fixed (example,
   position) pairs among those for the per-token-loss vector;
 - repeated random tokens (25 x 4 after BOS, mid-frequency pool) for prefix matching,
@@ -28,8 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp import checkpoints, runlock, store
-from interp.data import load_dataset
+from interp import checkpoints, runlock, rundata, store
 from interp.errors import CheckpointError, InterpError
 from interp.measures import ablation, circuits, heads, vocab
 from interp.measures.icl import (band_half_width, icl_band_score, icl_indices, icl_score,
@@ -45,7 +47,7 @@ PROBES_GROUP = "probes"  # run-level probe records (not series: no step axis)
 class AnalysisConfig:
     """Sample sizes of the analysis; recorded as attributes of the ``analysis`` group."""
 
-    icl_examples: int = 256
+    icl_examples: int = rundata.HELDOUT_EXAMPLES  # the set every run carries
     ablation_examples: int = 64
     pca_pairs: int = 2048
     pattern_examples: int = 16
@@ -172,7 +174,7 @@ def analyze_run(run_dir: str | Path, config: AnalysisConfig = AnalysisConfig(),
         result: dict[str, Any] = {"analyzed": [], "skipped": {}, "recovered": _recover(run_dir)}
         todo = [c for c in found if c.step not in analyzed_steps(run_dir)]
         if todo:
-            data = _matching_dataset(run_dir, run_config)
+            data = rundata.analysis_data(run_dir, run_config, config.icl_examples, config.seed)
             probes = build_probes(data, run_config.model.n_ctx, config)
             _analyze_checkpoints(run_dir, todo, probes, config, run_config.tokens_per_step, result, progress)
         update_phase(run_dir)
@@ -255,18 +257,6 @@ def stored_copying_tokens(run_dir: str | Path) -> np.ndarray | None:
             return None if group is None or "copying_tokens" not in group else group["copying_tokens"][()]
     except store.StoreError:
         return None
-
-
-def _matching_dataset(run_dir: Path, run_config):
-    """The run's dataset, refusing a corpus that differs from the one it was trained on."""
-    data = load_dataset(run_config.data, run_config.model.n_ctx)
-    trained_on = checkpoints.read_run_info(run_dir).get("data", {})
-    key = trained_on.get("cache_key")
-    if key and data.fingerprint.get("cache_key") and key != data.fingerprint["cache_key"]:
-        raise InterpError(f"'{run_dir}' was trained on a different corpus or tokenizer "
-                          f"({trained_on.get('corpus', {}).get('python', '?')} stdlib or another source) "
-                          f"than this machine rebuilds; analyse it where its data is")
-    return data
 
 
 def drop_analysis(run_dir: str | Path) -> None:

@@ -171,17 +171,41 @@ def _load_tensors(file: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint file {file} cannot be read ({str(err).splitlines()[0][:120]})") from None
 
 
-def _load_weights(model: Transformer, weights: dict[str, torch.Tensor], path: Path) -> None:
-    """Load ``weights`` only if they have exactly the model's names and shapes, so a refused
-    checkpoint leaves the model as it was (``load_state_dict`` would copy what fits first)."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in weights.items()}
+def _check_shapes(expected: dict[str, tuple], found: dict[str, tuple], path: Path) -> None:
+    """Refuse weights whose names or shapes differ from the model's, naming the first."""
     if found != expected:
         wrong = sorted(set(found) ^ set(expected)) or [k for k in expected if found[k] != expected[k]]
         name = wrong[0]
         raise CheckpointError(f"checkpoint {path} does not fit its run's config.json ({name}: "
                               f"{found.get(name, 'missing')} in the checkpoint, {expected.get(name, 'none')} "
                               f"in the model)")
+
+
+def _check_before_allocating(config: RunConfig, path: Path) -> None:
+    """Compare the shapes config.json implies (a model built on the meta device, which holds no
+    memory) with the tensor shapes in the safetensors header, before the model is allocated.
+
+    A run folder can come from anyone: a config.json within the workbench's limits may still
+    claim a model of gigabytes, and only a checkpoint that actually holds those weights makes
+    this process allocate them."""
+    from safetensors import safe_open
+
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in Transformer(config.model).state_dict().items()}
+    try:
+        with safe_open(str(path / "model.safetensors"), framework="pt") as handle:
+            found = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint file {path / 'model.safetensors'} cannot be read "
+                              f"({str(err).splitlines()[0][:120]})") from None
+    _check_shapes(expected, found, path)
+
+
+def _load_weights(model: Transformer, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Load ``weights`` only if they have exactly the model's names and shapes, so a refused
+    checkpoint leaves the model as it was (``load_state_dict`` would copy what fits first)."""
+    _check_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                  {k: tuple(v.shape) for k, v in weights.items()}, path)
     # NaN or infinite weights (a run that diverged before runs stopped on it) measure nothing
     # and make the linear algebra of the analysis fail in C libraries.
     broken = next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
@@ -195,7 +219,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", verify: boo
     """Rebuild a model from a checkpoint directory (or a run directory: its last checkpoint).
 
     Needs only ``config.json`` beside the checkpoint and ``model.safetensors``; no training
-    code runs and nothing in the files is executed. Any failure is a one-line CheckpointError.
+    code runs and nothing in the files is executed. The model is allocated only once the file's
+    tensor shapes match those config.json implies. Any failure is a one-line CheckpointError.
     """
     path = Path(path)
     if not (path / "model.safetensors").is_file():
@@ -206,7 +231,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", verify: boo
         path = checkpoints[-1].path
     if verify:
         verify_checkpoint(path)
-    config = read_config(path.parent)
+    config = read_config(path.parent)  # sizes within interp.config's limits
+    _check_before_allocating(config, path)
     model = Transformer(config.model)
     _load_weights(model, _load_tensors(path / "model.safetensors"), path)
     return model.to(device).eval()

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from interp import checkpoints, runlock, store
+from interp import checkpoints, runlock, rundata, store
 from interp.config import RunConfig, TrainConfig
 from interp.data import load_dataset
 from interp.device import autocast, pick_device, pick_precision
@@ -115,6 +115,7 @@ def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False,
             run = _prepare(checkpoints.read_config(run_dir), run_dir)
             checkpoints.remove_stale_temporaries(run_dir)
             _restore(run)
+            rundata.save_run_data(run_dir, run.data)  # a run made before runs carried their data
             return _train_run(run, progress, on_checkpoint)
     _refuse_existing(run_dir)
     run = _prepare(config, run_dir)  # data, model, optimizer: nothing is written before this works
@@ -362,8 +363,10 @@ def _prepare(config: RunConfig, run_dir: Path) -> Run:
 
 
 def _write_run_files(run: Run) -> None:
-    """config.json and the first run.json of a new run."""
+    """config.json, the first run.json and the data the run carries (:mod:`interp.rundata`:
+    tokenizer, held-out probes, token counts) of a new run."""
     checkpoints.write_json_atomic(run.directory / "config.json", run.config.to_dict())
+    rundata.save_run_data(run.directory, run.data)
     checkpoints.update_run_info(run.directory, created=time.time(), data=run.data.fingerprint,
                                 data_description=run.data.describe(), versions=_versions(),
                                 device=str(run.device), precision=str(run.dtype or "float32"))

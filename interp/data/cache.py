@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -142,6 +143,18 @@ def open_cache(cfg: DataConfig) -> TokenCache:
         raise DataError(f"the token cache at '{final}' cannot be read after building it; "
                         f"delete that folder and try again")
     return cached
+
+
+def open_cache_by_key(root: Path, key: str) -> TokenCache | None:
+    """The complete cache ``key`` under ``root``, or None; scans no corpus and builds nothing.
+
+    For a run made before runs carried their own data (:mod:`interp.rundata`): its recorded
+    cache key finds the tokens this user built for it, without following its config's paths.
+    ``key`` comes from a run's files, so anything but a bare hex digest is refused (None).
+    """
+    if not re.fullmatch(r"[0-9a-f]{8,64}", str(key)):
+        return None
+    return _try_open(Path(root) / "tokens" / key, None)
 
 
 # --------------------------------------------------------------------------- reading

@@ -20,6 +20,24 @@ log = logging.getLogger("interp")
 _EXTRA_BOS = "<|bos|>"  # how an added BOS id (pre-tokenised arrays) is decoded
 
 
+def decode_ids(tokenizer, extra_bos: int | None, ids: Iterable[int]) -> str:
+    """Text of ``ids``: the tokenizer's decoding, an added BOS id as ``<|bos|>``, and bare ids
+    as numbers when there is no tokenizer (a pre-tokenised corpus given without one)."""
+    ids = [int(i) for i in ids]
+    if tokenizer is None:
+        return " ".join(_EXTRA_BOS if i == extra_bos else str(i) for i in ids)
+    if extra_bos is None or extra_bos not in ids:
+        return tokenizer.decode(ids)
+    pieces, run = [], []
+    for i in ids + [extra_bos]:
+        if i == extra_bos:
+            pieces += [tokenizer.decode(run), _EXTRA_BOS]
+            run = []
+        else:
+            run.append(i)
+    return "".join(pieces[:-1])
+
+
 class CachedTextDataset:
     """Training and held-out windows drawn from a :class:`TokenCache`.
 
@@ -75,19 +93,12 @@ class CachedTextDataset:
         return self.tokenizer.encode(text)
 
     def decode(self, ids: Iterable[int]) -> str:
-        ids = [int(i) for i in ids]
-        if self.tokenizer is None:
-            return " ".join(_EXTRA_BOS if i == self._extra_bos else str(i) for i in ids)
-        if self._extra_bos is None or self._extra_bos not in ids:
-            return self.tokenizer.decode(ids)
-        pieces, run = [], []
-        for i in ids + [self._extra_bos]:
-            if i == self._extra_bos:
-                pieces += [self.tokenizer.decode(run), _EXTRA_BOS]
-                run = []
-            else:
-                run.append(i)
-        return "".join(pieces[:-1])
+        return decode_ids(self.tokenizer, self._extra_bos, ids)
+
+    @property
+    def extra_bos_token_id(self) -> int | None:
+        """The id added past a pre-tokenised vocabulary to serve as BOS (None if none was)."""
+        return self._extra_bos
 
     def describe(self) -> str:
         meta, corpus = self.cache.meta, self.cache.meta["corpus"]
