@@ -6,6 +6,13 @@
 DIR (default ``checkpoints``) holds run directories; ``INTERP_APP_ROOT`` overrides it.
 A session opens on the training curves of the run that changed last; ``?view=Head+atlas`` in
 the address opens another view (the address follows the view chosen).
+
+It serves this machine only. ``interp app`` passes ``--server.address 127.0.0.1``;
+``apps/.streamlit/config.toml`` (read by Streamlit beside the script, from any working folder)
+sets the same for ``streamlit run``; and a server told another address anyway (a flag, a
+``STREAMLIT_SERVER_ADDRESS``, an older Streamlit without script-level config) shows nothing but
+a one-line refusal, since the app reads local files and shows them. From another machine, use
+an SSH tunnel (``ssh -L 8501:127.0.0.1:8501 host``).
 """
 
 from __future__ import annotations
@@ -39,12 +46,19 @@ def _root() -> Path:
     return Path("checkpoints")
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _serves_elsewhere() -> str | None:
+    """The address the server listens on when it is not this machine's loopback, else None
+    (Streamlit's default, "", means every interface)."""
+    address = str(st.get_option("server.address") or "")
+    return None if address in LOOPBACK else (address or "every interface")
+
+
 def _most_recent(runs: list[Path]) -> Path:
     """The run whose metrics changed last: what a researcher most likely wants to see first."""
-    def changed(run) -> float:
-        metrics = run / "metrics.h5"
-        return metrics.stat().st_mtime if metrics.exists() else 0.0
-    return max(runs, key=changed)
+    return max(runs, key=D.metrics_mtime)
 
 
 def _first_view(run: Path) -> str:
@@ -53,16 +67,26 @@ def _first_view(run: Path) -> str:
     asked = st.query_params.get("view")
     if asked in VIEWS:
         return asked
-    return "Training curves" if (run / "metrics.h5").exists() else "Runs"
+    return "Training curves" if D.metrics_mtime(run) else "Runs"
 
 
 def main() -> None:
     st.set_page_config(page_title="interp workbench", layout="wide")
+    elsewhere = _serves_elsewhere()
+    if elsewhere:
+        st.error(f"The workbench serves this machine only, not {elsewhere}: start it with "
+                 f"`interp app` or `--server.address 127.0.0.1` (an SSH tunnel reaches it from elsewhere).")
+        st.stop()
     root = _root()
     st.session_state["app_root"] = str(root)
-    runs = D.find_runs(root)
+    runs, unreadable = D.scan_runs(root)
     st.sidebar.title("interp workbench")
     st.sidebar.caption(f"runs under `{root}`")
+    if unreadable:
+        st.sidebar.warning(f"{len(unreadable)} folder(s) cannot be read; the Runs view lists them.")
+    if unreadable and not runs:
+        V.runs_view(runs, unreadable)
+        return
     if not runs:
         st.info(f"No runs under `{root}`. Train one with `interp train` (or `interp quickstart`), "
                 f"or start the app on another directory: `interp app DIR`.")
@@ -81,7 +105,7 @@ def main() -> None:
     chosen = [runs[names.index(n)] for n in selected]
     try:
         if view == "Runs":
-            V.runs_view(runs)
+            V.runs_view(runs, unreadable)
         elif not chosen:
             st.info("Choose at least one run in the sidebar.")
         else:

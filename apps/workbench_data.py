@@ -9,6 +9,7 @@ megabytes at every call (``cache_data``); the views only read them. Models are c
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +34,53 @@ HEAD_SCORES = {
 
 # --------------------------------------------------------------------------- discovery
 
-def find_runs(root: Path) -> list[Path]:
+def scan_runs(root: Path) -> tuple[list[Path], dict[Path, str]]:
     """Run directories (those with a config.json) under ``root`` and one level deeper (a
-    sweep's folder of runs), or ``root`` itself if it is a run."""
+    sweep's folder of runs), or ``root`` itself if it is a run; and the folders that could not
+    be looked into, each with the reason. A folder this user cannot read is listed (the Runs
+    view marks it) instead of stopping the page for every other run."""
     root = Path(root)
-    if (root / "config.json").is_file():
-        return [root]
-    if not root.is_dir():
-        return []
+    unreadable: dict[Path, str] = {}
+    if _is_run(root, unreadable):
+        return [root], unreadable
     found = []
-    for child in sorted(p for p in root.iterdir() if p.is_dir()):
-        if (child / "config.json").is_file():
+    for child in _subfolders(root, unreadable):
+        if _is_run(child, unreadable):
             found.append(child)
-        else:
-            found.extend(sorted(p for p in child.iterdir() if p.is_dir() and (p / "config.json").is_file()))
-    return found
+        elif child not in unreadable:
+            found.extend(p for p in _subfolders(child, unreadable) if _is_run(p, unreadable))
+    return found, unreadable
+
+
+def find_runs(root: Path) -> list[Path]:
+    """The run directories of :func:`scan_runs`, without the unreadable folders."""
+    return scan_runs(root)[0]
+
+
+def _is_run(folder: Path, unreadable: dict[Path, str]) -> bool:
+    try:
+        return (folder / "config.json").is_file()
+    except OSError as err:  # EACCES on the folder: stat of its entries fails
+        unreadable[folder] = err.strerror or type(err).__name__
+        return False
+
+
+def _subfolders(folder: Path, unreadable: dict[Path, str]) -> list[Path]:
+    """Sorted subfolders of ``folder`` ([] when it cannot be listed, which is recorded)."""
+    try:
+        children = sorted(folder.iterdir()) if folder.is_dir() else []
+        return [p for p in children if _is_dir(p, unreadable)]
+    except OSError as err:
+        unreadable[folder] = err.strerror or type(err).__name__
+        return []
+
+
+def _is_dir(path: Path, unreadable: dict[Path, str]) -> bool:
+    try:
+        return path.is_dir()
+    except OSError as err:
+        unreadable[path] = err.strerror or type(err).__name__
+        return False
 
 
 def run_label(run: Path) -> str:
@@ -284,6 +317,36 @@ def loss_colour(delta: float, scale: float) -> str:
     t = float(np.clip(abs(delta) / scale, 0, 1))
     shade = int(255 - 140 * t)
     return f"rgb({shade},255,{shade})" if delta < 0 else f"rgb(255,{shade},{shade})"
+
+
+# Inside <script>, "</script" ends the script whatever quotes surround it, and "<!--" can keep
+# the real end tag from closing it; either in a token string would let text from a run (its
+# tokenizer or typed text) run as HTML. Both only appear in circuitsvis's output inside the
+# JSON of the props (its bundled JavaScript has neither: the tests check), where "\u003c" is
+# the same character to JSON and JavaScript.
+_SCRIPT_BREAKERS = re.compile(r"<(?=/script|!--)", re.IGNORECASE)
+
+
+def attention_html(tokens: list[str], attention: np.ndarray) -> str:
+    """circuitsvis HTML for one head's pattern ([query, key]) or a layer's heads ([head, query,
+    key]), from the JavaScript bundled in its wheel (offline), with every ``</script`` and
+    ``<!--`` in token strings escaped so that no token can end the script."""
+    import circuitsvis as cv
+
+    if attention.ndim == 2:
+        rendered = cv.attention.attention_pattern(tokens=tokens, attention=attention)
+    else:
+        rendered = cv.attention.attention_heads(attention=attention, tokens=tokens)
+    return escape_script_body(rendered.local_src)  # str() would load the JS from a CDN
+
+
+def escape_script_body(html: str) -> str:
+    """``html`` ending in one ``</script>`` with every earlier ``</script`` / ``<!--`` written
+    ``\\u003c/script`` / ``\\u003c!--`` (what circuitsvis emits: a div, then one script)."""
+    end = html.lower().rfind("</script")
+    if end < 0:
+        return _SCRIPT_BREAKERS.sub(r"\\u003c", html)
+    return _SCRIPT_BREAKERS.sub(r"\\u003c", html[:end]) + html[end:]
 
 
 def coloured_tokens_html(tokens: list[str], before: np.ndarray, after: np.ndarray) -> str:

@@ -37,9 +37,15 @@ def _pick_run(runs: list[Path], key: str) -> Path:
 
 # --------------------------------------------------------------------------- Runs
 
-def runs_view(all_runs: list[Path]) -> None:
+def runs_view(all_runs: list[Path], unreadable: dict[Path, str] | None = None) -> None:
+    """The table of runs; a run whose files cannot be read is a row marked ``broken``, and a
+    folder that cannot be looked into (``unreadable``, from :func:`workbench_data.scan_runs`)
+    a row marked ``unreadable``, each with a warning saying why."""
     st.header("Runs")
     rows, problems, unanalysed, empty = [], [], [], []
+    for folder, reason in (unreadable or {}).items():
+        rows.append({"run": D.run_label(folder), "status": "unreadable"})
+        problems.append(f"{D.run_label(folder)}: cannot be read ({reason}); its runs are not listed")
     for run in all_runs:
         try:
             cfg = D.config(run)
@@ -257,14 +263,10 @@ def head_view(runs: list[Path]) -> None:
         return
     patterns = D.attention(str(run), str(ckpt.path), tuple(ids))
     toks = D.token_strings(data, ids)
-    import circuitsvis as cv
-
     st.subheader(f"Attention pattern of head {chosen} at step {step}")
-    html = cv.attention.attention_pattern(tokens=toks, attention=patterns[layer, head])
-    _html(html.local_src, min(120 + 14 * len(ids), 900))  # str() would load the JS from a CDN
+    _html(D.attention_html(toks, patterns[layer, head]), min(120 + 14 * len(ids), 900))
     with st.expander(f"all heads of layer {layer}"):
-        html_all = cv.attention.attention_heads(attention=patterns[layer], tokens=toks)
-        _html(html_all.local_src, 700)
+        _html(D.attention_html(toks, patterns[layer]), 700)
 
     an = D.analysis(run)
     if not D.has_analysis(an):

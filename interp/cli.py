@@ -72,9 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _app(root: Path, port: int) -> int:
-    """Run ``streamlit run apps/workbench.py -- DIR`` bound to 127.0.0.1."""
-    import subprocess
-
+    """Run ``streamlit run apps/workbench.py -- DIR`` bound to 127.0.0.1, stopping with us."""
     if not 1 <= port <= 65535:
         raise InterpError(f"--port must be between 1 and 65535, not {port}")
     if not root.is_dir():
@@ -90,7 +88,45 @@ def _app(root: Path, port: int) -> int:
                "--browser.gatherUsageStats", "false",
                "--server.headless", "true", "--server.port", str(port), "--", str(root.resolve())]
     print(f"workbench on http://127.0.0.1:{port}/ (runs under {root}); Ctrl-C stops it")
-    return subprocess.call(command)
+    return _serve(command)
+
+
+def _serve(command: list[str]) -> int:
+    """Run the server as a child that never outlives ``interp app``: SIGTERM and SIGHUP are
+    passed on to it (their default action would end this process and leave the server
+    listening), Ctrl-C stops it, and on Linux the kernel sends it SIGTERM if this process dies
+    any other way (even SIGKILL). Returns the exit status: 128 + N for a stop by signal N."""
+    import signal
+    import subprocess
+
+    child = subprocess.Popen(command, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+
+    def forward(signum, frame) -> None:
+        child.send_signal(signal.SIGTERM)
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        code = child.wait()
+    except KeyboardInterrupt:
+        child.terminate()
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child.poll() is None:  # an exception while waiting: never leave it serving
+            child.kill()
+            child.wait()
+    return 128 - code if code < 0 else code
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux for SIGTERM when the parent dies (PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl: the signal forwarding above still holds
+        pass
 
 
 def _sweep(args: argparse.Namespace) -> int:
