@@ -59,11 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run every run of a sweep file (grid x seeds), then analyse each")
     sweep.add_argument("file", type=Path, help="a .yaml/.toml sweep file (see docs/SWEEPS.md)")
     sweep.add_argument("--out", type=Path, default=DEFAULT_ROOT, help="runs go to OUT/<sweep name>/<run>")
-    sweep.add_argument("--backend", choices=["local", "ray"], default="local")
-    sweep.add_argument("--jobs", type=int, default=1, help="local: runs at once, each pinned to its share of the cores")
+    sweep.add_argument("--backend", choices=["local", "ray", "slurm"], default="local")
+    sweep.add_argument("--jobs", type=int, help="local: runs at once, each pinned to its share of the cores "
+                                                "(default 1); slurm: jobs in flight (default: all)")
     sweep.add_argument("--address", help="ray: cluster address ('auto', 'ray://head:10001'); default: a local instance")
-    sweep.add_argument("--cpus-per-run", type=float, default=1, help="ray: CPUs each run's task asks for")
-    sweep.add_argument("--gpus-per-run", type=float, default=0, help="ray: GPUs each run's task asks for")
+    sweep.add_argument("--cpus-per-run", type=float, default=1, help="ray, slurm: CPUs each run asks for")
+    sweep.add_argument("--gpus-per-run", type=float, default=0, help="ray, slurm: GPUs each run asks for")
+    sweep.add_argument("--slurm-partition", help="slurm: the partition to submit to (default: the cluster's)")
+    sweep.add_argument("--slurm-time", type=int, default=24 * 60, metavar="MINUTES", help="slurm: each job's time limit")
+    sweep.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="slurm: one more #SBATCH option, such as mem=32G or account=lab (repeatable)")
+    sweep.add_argument("--slurm-cluster", choices=["slurm", "local"], default="slurm",
+                       help="slurm: 'local' runs the same jobs as processes here (submitit's LocalExecutor)")
     sweep.add_argument("--dry-run", action="store_true", help="check the file and list the runs; start nothing")
     app = sub.add_parser("app", help="open the interactive workbench (Streamlit) on the runs in DIR")
     app.add_argument("root", nargs="?", type=Path, default=DEFAULT_ROOT, metavar="DIR")
@@ -133,7 +140,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from interp.sweep import load_sweep, run_sweep
 
     sweep = load_sweep(args.file)
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise InterpError("--jobs must be at least 1")
     if not (0 < args.cpus_per_run < float("inf") and 0 <= args.gpus_per_run < float("inf")):
         raise InterpError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0, not "
@@ -143,8 +150,14 @@ def _sweep(args: argparse.Namespace) -> int:
         for run in sweep.runs:
             print(f"  {run.name}")
         return 0
+    slurm = None
+    if args.backend == "slurm":
+        from interp.sweep.slurm import SlurmOptions, parse_options
+
+        slurm = SlurmOptions(args.slurm_cluster, args.slurm_partition, args.slurm_time,
+                             parse_options(args.slurm_option))
     results = run_sweep(sweep, args.out, args.backend, args.jobs, args.address,
-                        args.cpus_per_run, args.gpus_per_run)
+                        args.cpus_per_run, args.gpus_per_run, slurm=slurm)
     return 1 if any("error" in r for r in results) else 0
 
 

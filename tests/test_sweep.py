@@ -337,3 +337,71 @@ def test_a_refused_ray_token_is_one_line_saying_where_the_token_is_looked_for():
         message = str(_connect_error("127.0.0.1:1", err))
     assert "\n" not in message and "~/.ray/auth_token or RAY_AUTH_TOKEN" in message
     assert message.startswith("could not reach a Ray cluster at '127.0.0.1:1': Failed to connect")
+
+
+@pytest.mark.slow
+def test_slurm_backend_runs_a_sweep_as_submitit_jobs_on_its_local_executor(tmp_path):
+    # Catches: the SLURM path (scripts/slurm_ray_sweep.sh before it) never having run: the same
+    # jobs submitit sends to sbatch, run by its LocalExecutor, train and analyse both runs.
+    pytest.importorskip("submitit")
+    path = write(tmp_path, tiny_sweep_text("  model.n_layers: [1, 2]\n", "[0]"))
+    proc = subprocess.run([sys.executable, "-m", "interp.cli", "sweep", str(path), "--backend", "slurm",
+                           "--slurm-cluster", "local", "--slurm-time", "10", "--jobs", "2",
+                           "--out", str(tmp_path / "runs")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    runs = tmp_path / "runs" / "sweep"
+    from interp.analysis import analyzed_steps
+
+    for name in ("n_layers=1_seed=0", "n_layers=2_seed=0"):
+        assert checkpoints.run_status(runs / name) == "finished", proc.stdout
+        assert analyzed_steps(runs / name) == {c.step for c in checkpoints.list_checkpoints(runs / name)}
+    assert proc.stdout.count(", job ") == 2 and "[2/2] done" in proc.stdout, proc.stdout
+    assert len(list((runs / "logs" / "submitit").glob("*_log.out"))) == 2  # each job's own log
+    saved = json.loads((runs / "sweep_results.json").read_text())
+    assert sorted(r["action"] for r in saved["runs"]) == ["trained", "trained"]
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--slurm-option", "mem"], "--slurm-option 'mem' must be KEY=VALUE"),
+    (["--slurm-option", "=32G"], "must be KEY=VALUE"),
+    (["--slurm-time", "0"], "--slurm-time must be between 1 and 525600 minutes"),
+    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--gpus-per-run", "0.5"], "--gpus-per-run must be a whole number of GPUs for slurm, not 0.5"),
+])
+def test_bad_slurm_flags_are_one_line_and_leave_nothing(tmp_path, capsys, flags, expected):
+    from interp.cli import main
+
+    path = write(tmp_path, tiny_sweep_text("  model.n_layers: [1]\n"))
+    code = main(["sweep", str(path), "--backend", "slurm", "--out", str(tmp_path / "runs"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "runs").exists()
+
+
+class _FakeJob:
+    """A finished submitit job: ``result()`` returns ``value`` or raises it."""
+
+    job_id = "42"
+
+    def __init__(self, value, log="logs/submitit/42_0_log.out"):
+        self.value, self.paths = value, type("Paths", (), {"stdout": log})()
+
+    def result(self):
+        if isinstance(self.value, Exception):
+            raise self.value
+        return self.value
+
+
+@pytest.mark.parametrize("value, kind, expected", [
+    ({"run": "a", "action": "trained"}, "done", None),
+    ({"error": "interp: error: 'x' holds a run with another config"}, "error",
+     "interp: error: 'x' holds a run with another config (log: logs/submitit/42_0_log.out)"),
+    (RuntimeError("Job 42 failed\nTraceback (most recent call last):\n  ...\nMemoryError: out of memory\n"),
+     "error", "job 42: MemoryError: out of memory (log: logs/submitit/42_0_log.out)"),
+])
+def test_a_finished_submitit_job_becomes_one_event_line(value, kind, expected):
+    from interp.sweep.slurm import _outcome
+
+    got_kind, info = _outcome(_FakeJob(value))
+    assert got_kind == kind
+    assert (info == value) if expected is None else (info["message"] == expected)

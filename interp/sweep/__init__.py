@@ -2,9 +2,9 @@
 
 ``run_sweep(load_sweep("sweep.yaml"), root)`` writes the plan to ``<root>/<name>/sweep.json``,
 checks every existing run directory against its config before anything starts, runs what is
-left on the chosen backend (local processes or Ray), prints one line per event with overall
-progress, and writes ``sweep_results.json`` next to the plan. Run directories are
-``<root>/<name>/<run name>``; see :mod:`interp.sweep.spec` for the file format.
+left on the chosen backend (local processes, Ray tasks, or SLURM jobs through submitit), prints
+one line per event with overall progress, and writes ``sweep_results.json`` next to the plan.
+Run directories are ``<root>/<name>/<run name>``; see :mod:`interp.sweep.spec` for the file format.
 
 Where the sweep has 3 or more seeds of one config, it ends with an across-seed table
 (:mod:`interp.seeds`: mean, 90% t interval of the mean and range of the seeds for the window,
@@ -23,7 +23,9 @@ from interp.checkpoints import write_json_atomic
 from interp.errors import ConfigError
 from interp.sweep.spec import Sweep, SweepRun, load_sweep, run_name
 
-__all__ = ["Sweep", "SweepRun", "load_sweep", "run_name", "run_sweep", "seed_summary", "sweep_dirs"]
+__all__ = ["BACKENDS", "Sweep", "SweepRun", "load_sweep", "run_name", "run_sweep", "seed_summary", "sweep_dirs"]
+
+BACKENDS = ("local", "ray", "slurm")
 
 
 def sweep_dirs(sweep: Sweep, root: str | Path) -> dict[str, Path]:
@@ -32,17 +34,24 @@ def sweep_dirs(sweep: Sweep, root: str | Path) -> dict[str, Path]:
 
 
 def run_sweep(sweep: Sweep, root: str | Path = "checkpoints", backend: str = "local",
-              jobs: int = 1, address: str | None = None, cpus_per_run: float = 1,
-              gpus_per_run: float = 0, say: Callable[[str], None] = print) -> list[dict[str, Any]]:
+              jobs: int | None = 1, address: str | None = None, cpus_per_run: float = 1,
+              gpus_per_run: float = 0, say: Callable[[str], None] = print,
+              slurm: Any = None) -> list[dict[str, Any]]:
     """Run every run of ``sweep`` under ``root/<sweep name>``; returns one result per run.
 
     Each result is ``{"run", "action", "status", "seconds", "phase"}`` or, for a run that
-    failed, ``{"run", "error"}``. Failures do not stop the other runs.
+    failed, ``{"run", "error"}``. Failures do not stop the other runs. ``jobs`` is how many
+    runs at once (local: default 1; slurm: None for no limit); ``slurm`` an
+    :class:`interp.sweep.slurm.SlurmOptions` (default: submit to SLURM).
     """
     from interp.sweep.worker import plan_action, run_result
 
-    if backend not in ("local", "ray"):
-        raise ConfigError(f"unknown backend '{backend}'; choose local or ray")
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend '{backend}'; choose {', '.join(BACKENDS)}")
+    if backend == "slurm":
+        from interp.sweep.slurm import check_ready
+
+        check_ready(gpus_per_run)  # before anything is written
     directory = Path(root).resolve() / sweep.name
     directory.mkdir(parents=True, exist_ok=True)
     plan = _write_plan(sweep, directory)
@@ -59,7 +68,11 @@ def run_sweep(sweep: Sweep, root: str | Path = "checkpoints", backend: str = "lo
     if backend == "local":
         from interp.sweep.local import run_local
 
-        run_local(plan, todo, jobs, progress.event)
+        run_local(plan, todo, jobs or 1, progress.event)
+    elif backend == "slurm":
+        from interp.sweep.slurm import SlurmOptions, run_slurm
+
+        run_slurm(plan, todo, jobs, cpus_per_run, gpus_per_run, slurm or SlurmOptions(), progress.event)
     else:
         from interp.sweep.ray_backend import run_ray
 
@@ -125,6 +138,7 @@ class _Progress:
     def event(self, kind: str, name: str, info: dict[str, Any]) -> None:
         if kind == "start":
             where = f"cores {info['cores']}" if "cores" in info else f"{info['cpus']} cpu, {info['gpus']} gpu"
+            where += f", job {info['job']}" if "job" in info else ""
             self.say(f"[{len(self.results)}/{self.total}] start  {name} ({where})")
             return
         self.results.append({"run": name, **info} if kind == "done" else {"run": name, "error": info["message"]})

@@ -135,6 +135,20 @@ def run_result(path: Path, action: str, started: float) -> dict[str, Any]:
             "seconds": round(time.time() - started, 1), "phase": phase}
 
 
+def run_planned(plan_path: str | Path, name: str, threads: int = 0) -> dict[str, Any]:
+    """:func:`run_one` for the run ``name`` of the sweep plan (``sweep.json``) at ``plan_path``:
+    what a worker process and a submitit job get, so that only two strings cross to them."""
+    import json
+
+    plan = json.loads(Path(plan_path).read_text())
+    run = next(r for r in plan["runs"] if r["name"] == name)
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "any"
+    print(f"worker {os.getpid()}: {name} on cores {cores} with {threads or 'default'} torch thread(s)",
+          flush=True)
+    return run_one(run["config"], str(Path(plan["root"]) / name), plan["analyze"], plan["ablation"],
+                   threads=threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m interp.sweep.worker SWEEP_JSON RUN_NAME``: the local backend's worker process."""
     import json
@@ -143,15 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     from interp.errors import InterpError
 
     args = sys.argv[1:] if argv is None else argv
-    plan = json.loads(Path(args[0]).read_text())
-    run = next(r for r in plan["runs"] if r["name"] == args[1])
-    threads = int(os.environ.get("INTERP_THREADS", "0"))
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "any"
-    print(f"worker {os.getpid()}: {run['name']} on cores {cores} with {threads or 'default'} torch thread(s)",
-          flush=True)
     try:
-        result = run_one(run["config"], str(Path(plan["root"]) / run["name"]), plan["analyze"],
-                         plan["ablation"], threads=threads)
+        result = run_planned(args[0], args[1], int(os.environ.get("INTERP_THREADS", "0")))
     except InterpError as err:
         print(f"interp: error: {err}", file=sys.stderr)
         return 2
