@@ -274,7 +274,7 @@ def reference_increment_noise(y, keep, max_lag):
             rows.append((h, sq[sq <= cut].mean() / 0.98828, len(d)))
     h, m, c = (np.array(v, float) for v in zip(*rows))
     design = np.stack([np.full_like(h, 6.0), 2 * h], 1)
-    weight = c / m.mean() ** 2
+    weight = c.copy()
     for _ in range(2):
         a, b = design * np.sqrt(weight)[:, None], m * np.sqrt(weight)
         fits = [np.linalg.lstsq(a, b, rcond=None)[0], np.array([max(0, a[:, 0] @ b / (a[:, 0] @ a[:, 0])), 0.0]),
@@ -315,7 +315,7 @@ def test_increment_noise_sd_of__rows_tolerance_and_message():
     expected = [math.sqrt(0.04 * 2 + 0.01 * 2), math.sqrt(0.04 * 6 + 0.01 * 2)]
     np.testing.assert_allclose(model.sd_of(rows), expected)
     model.sd_of(np.array([3.0, -3.0 + 2e-9]))  # within 1e-9 x the largest weight (3)
-    with pytest.raises(ValueError, match=r"IncrementNoise\.sd_of needs contrasts"):
+    with pytest.raises(ValueError, match=r"^IncrementNoise\.sd_of needs contrasts \(weights that sum to zero\)$"):
         model.sd_of(np.array([1.0, -1.0 + 1.5e-9]))  # beyond 1e-9 x 1
     with pytest.raises(ValueError):
         model.sd_of(np.array([0.5, -0.5 + 5e-9]))  # small weights: the tolerance stays 1e-9

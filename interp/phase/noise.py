@@ -129,7 +129,7 @@ def increment_noise(y: Float[np.ndarray, "checkpoint"], keep: np.ndarray, max_la
     if not m.max() > 0:
         return IncrementNoise(0.0, 0.0)  # fitted exactly: a constant or straight-line series
     design = np.stack([np.full_like(h, 6.0), 2.0 * h], axis=1)
-    weight = count / m.mean() ** 2
+    weight = count  # first pass: n_h alone (a common scale of the weights does not matter)
     for _ in range(2):
         coef = _nonnegative_least_squares(design * np.sqrt(weight)[:, None], m * np.sqrt(weight))
         weight = count / np.maximum(design @ coef, 1e-6 * m.mean()) ** 2
