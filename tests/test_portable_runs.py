@@ -114,7 +114,21 @@ def test_a_run_made_before_runs_carried_data__gets_it_from_this_users_cache_or_s
         assert (old / "data" / name).read_bytes() == (run / "data" / name).read_bytes(), name
 
 
-def test_another_held_out_set__comes_from_this_users_cache_or_is_refused_in_one_line(made, tmp_path, monkeypatch, capsys):
+def test_resuming_an_old_run_where_its_corpus_is__writes_its_data_folder(tmp_path, monkeypatch):
+    """What the errors above advise when no cache has the run: training reads the corpus."""
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path / "cache"))
+    config = tiny_config(data={"source": "files", "path": str(write_corpus(tmp_path / "corpus")),
+                               "vocab_size": 300, "heldout_fraction": 0.2},
+                         train={"steps": 4, "log_checkpoints": 1, "linear_checkpoints": 1})
+    train(config, tmp_path / "run", progress=False)
+    made = (tmp_path / "run" / "data" / "heldout-256-0.npy").read_bytes()
+    shutil.rmtree(tmp_path / "run" / "data")
+    train(None, tmp_path / "run", resume=True, progress=False)
+    assert (tmp_path / "run" / "data" / "heldout-256-0.npy").read_bytes() == made
+
+
+def test_another_held_out_set__comes_from_this_users_cache_or_is_refused_in_one_line(
+        made, tmp_path, monkeypatch, capsys):
     run = _copy(made[0], tmp_path)
     _empty_cache(monkeypatch, tmp_path)
     assert cli.main(["analyze", str(run), "--no-progress", "--no-ablation", "--icl-examples", "16"]) == 2
