@@ -21,10 +21,10 @@ How writes stay cheap and safe (a journal folded in by compaction)
 (rows appended, attributes set, groups or datasets created or deleted, a truncation) and
 stores it as one small HDF5 file in ``metrics.journal/`` (:mod:`interp.journal`): written to a
 temporary name, fsynced and renamed, so it is there whole or not at all. Its cost is the size
-of the update, whatever the size of the run: at 200 checkpoints of a 12-layer, 12-head model's
-full per-head records (about 1.4 MB each) an append costs what it costs at the 10th, where
-copying the file, as this module did before, cost 20 times more
-(``benchmarks/bench_store.py``).
+of the update, whatever the size of the run: with a 12-layer, 12-head model's full per-head
+records (about 1.4 MB per checkpoint), an append at the 200th checkpoint costs what it costs at
+the 10th, while copying the file, as this module did before, cost ten times as much at the
+200th as at the 10th (``benchmarks/bench_store.py``).
 
 Readers open ``metrics.h5`` and replay the journal's entries on an in-memory view
 (:mod:`interp.storeview`): they see ``metrics.h5`` plus every whole entry, in order, and
@@ -50,9 +50,9 @@ A ``kill -9`` loses at most the update being written: a half-written entry or co
 temporary that the next writer deletes; a compaction killed after its rename leaves entries
 whose id no longer matches, which readers ignore and the next writer deletes. A damaged
 entry is skipped with a one-line warning (see :mod:`interp.journal`). Writers are serialised
-by a lock file (``.metrics.lock``); readers take no lock. Two readers of caches keyed on the
-file's modification time (the app) still see every update: an update that writes an entry
-touches ``metrics.h5``'s mtime (not its bytes).
+by a lock file (``.metrics.lock``); readers take no lock. Caches keyed on the file's
+modification time (the app's) still see every update: an update that writes an entry touches
+``metrics.h5``'s mtime (not its bytes).
 """
 
 from __future__ import annotations
