@@ -372,7 +372,8 @@ def test_bad_slurm_flags_are_one_line_and_leave_nothing(tmp_path, capsys, flags,
     from interp.cli import main
 
     path = write(tmp_path, tiny_sweep_text("  model.n_layers: [1]\n"))
-    code = main(["sweep", str(path), "--backend", "slurm", "--out", str(tmp_path / "runs"), *flags])
+    code = main(["sweep", str(path), "--backend", "slurm", "--slurm-cluster", "local", "--out",
+                 str(tmp_path / "runs"), *flags])
     err = capsys.readouterr().err
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "runs").exists()
@@ -405,3 +406,38 @@ def test_a_finished_submitit_job_becomes_one_event_line(value, kind, expected):
     got_kind, info = _outcome(_FakeJob(value))
     assert got_kind == kind
     assert (info == value) if expected is None else (info["message"] == expected)
+
+
+def test_the_slurm_backend_without_sbatch_is_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    # Catches: a machine without SLURM ending in sbatch's FileNotFoundError traceback after
+    # the sweep folder was made.
+    from interp.cli import main
+
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    path = write(tmp_path, tiny_sweep_text("  model.n_layers: [1]\n"))
+    code = main(["sweep", str(path), "--backend", "slurm", "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "submits with sbatch, which is not on this machine's PATH" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+def test_a_refused_submission_cancels_the_jobs_in_flight_and_is_one_line():
+    from interp.errors import InterpError
+    from interp.sweep.slurm import _submit
+
+    class Refusing:
+        def submit(self, *args):
+            raise RuntimeError("sbatch failed\nsbatch: error: invalid partition specified: gpux")
+
+    class Running:
+        cancelled = False
+
+        def cancel(self, check=True):
+            self.cancelled = True
+
+    other = Running()
+    with pytest.raises(InterpError) as err:
+        _submit(Refusing(), Path("sweep.json"), "n_layers=1_seed=0", 1, {other: "a"})
+    assert other.cancelled and "\n" not in str(err.value)
+    assert str(err.value).startswith("could not submit the job for n_layers=1_seed=0: sbatch: error: invalid partition")

@@ -49,9 +49,9 @@ def run_sweep(sweep: Sweep, root: str | Path = "checkpoints", backend: str = "lo
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend '{backend}'; choose {', '.join(BACKENDS)}")
     if backend == "slurm":
-        from interp.sweep.slurm import check_ready
+        from interp.sweep.slurm import SlurmOptions, check_ready
 
-        check_ready(gpus_per_run)  # before anything is written
+        check_ready(gpus_per_run, (slurm or SlurmOptions()).cluster)  # before anything is written
     directory = Path(root).resolve() / sweep.name
     directory.mkdir(parents=True, exist_ok=True)
     plan = _write_plan(sweep, directory)

@@ -44,14 +44,18 @@ class SlurmOptions:
             raise ConfigError(f"--slurm-time must be between 1 and 525600 minutes, not {self.time_min}")
 
 
-def check_ready(gpus: float) -> None:
-    """Refuse, before the sweep writes anything, when submitit is not installed or the GPU
-    request is not whole GPUs (SLURM allocates whole devices)."""
+def check_ready(gpus: float, cluster: str = "slurm") -> None:
+    """Refuse, before the sweep writes anything, when submitit is not installed, SLURM's
+    ``sbatch`` is not here, or the GPU request is not whole GPUs (SLURM allocates devices)."""
     import importlib.util
+    import shutil
 
     if importlib.util.find_spec("submitit") is None:
         raise InterpError("the slurm backend needs submitit; install it with "
                           "'pip install -e .[slurm]' (or 'pip install submitit')")
+    if cluster == "slurm" and shutil.which("sbatch") is None:
+        raise InterpError("the slurm backend submits with sbatch, which is not on this machine's PATH; "
+                          "run it on a SLURM login node, or try the jobs here with --slurm-cluster local")
     if gpus != int(gpus):
         raise ConfigError(f"--gpus-per-run must be a whole number of GPUs for slurm, not {gpus}")
 
@@ -81,7 +85,7 @@ def _job(plan_path: str, name: str, threads: int) -> dict[str, Any]:
 
 def _executor(folder: Path, options: SlurmOptions, cpus: float, gpus: float, name: str):
     """submitit's AutoExecutor for ``options.cluster``, one task on one node per job."""
-    check_ready(gpus)
+    check_ready(gpus, options.cluster)
     import submitit
 
     executor = submitit.AutoExecutor(folder=folder, cluster=options.cluster)
@@ -107,7 +111,7 @@ def run_slurm(plan_path: Path, names: list[str], jobs: int | None, cpus: float, 
         while queue or running:
             while queue and (jobs is None or len(running) < jobs):
                 name = queue.pop(0)
-                job = executor.submit(_job, str(plan_path), name, threads)
+                job = _submit(executor, plan_path, name, threads, running)
                 running[job] = name
                 on_event("start", name, {"cpus": cpus, "gpus": gpus, "job": job.job_id})
             for job in [j for j in running if j.done()]:
@@ -119,6 +123,19 @@ def run_slurm(plan_path: Path, names: list[str], jobs: int | None, cpus: float, 
         for job in running:
             job.cancel(check=False)  # local: SIGINT, so the trainer marks its run "interrupted"
         raise
+
+
+def _submit(executor, plan_path: Path, name: str, threads: int, running: dict):
+    """One job for ``name``; a refused submission (sbatch's own message, such as an unknown
+    partition) cancels the jobs already in flight and is one line."""
+    try:
+        return executor.submit(_job, str(plan_path), name, threads)
+    except Exception as err:  # submitit's FailedSubmissionError, or sbatch failing to start
+        for job in running:
+            job.cancel(check=False)
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        raise InterpError(f"could not submit the job for {name}: {lines[-1] if lines else type(err).__name__}; "
+                          f"check --slurm-partition and --slurm-option") from None
 
 
 def _outcome(job) -> tuple[str, dict[str, Any]]:
