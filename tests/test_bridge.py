@@ -15,7 +15,7 @@ from interp.model import Transformer
 
 
 def _model(**model) -> Transformer:
-    cfg = replace(tiny_config().model, **{"positional": "learned", "d_vocab": 40, **model})
+    cfg = replace(tiny_config().model, **{"d_vocab": 40, **model})
     net = Transformer(cfg).eval()
     with torch.no_grad():  # weights far from init, so that a layout error shows in the logits
         for p in net.parameters():
@@ -23,12 +23,17 @@ def _model(**model) -> Transformer:
     return net
 
 
-@pytest.mark.parametrize("attn_only, normalization", [(True, "layernorm"), (False, "layernorm"), (True, "none")])
-def test_a_model_and_its_bridge_give_the_same_logits_and_patterns(attn_only, normalization):
+@pytest.mark.parametrize("positional, attn_only, normalization", [
+    ("learned", True, "layernorm"), ("learned", False, "layernorm"), ("learned", True, "none"),
+    ("shortformer", True, "layernorm"), ("shortformer", False, "none"), ("none", True, "layernorm"),
+])
+def test_a_model_and_its_bridge_give_the_same_logits_and_patterns(positional, attn_only, normalization):
     # Catches: a weight converted in the wrong layout (W_O transposed, heads mis-grouped),
-    # a missing bias or LayerNorm, or another activation in the MLP.
-    model = _model(attn_only=attn_only, normalization=normalization, d_mlp=64)
+    # a missing bias or LayerNorm, another activation in the MLP, shortformer positions added
+    # to the residual stream (or the values) instead of only to the queries and keys.
+    model = _model(positional=positional, attn_only=attn_only, normalization=normalization, d_mlp=64)
     bridge = to_transformer_bridge(model)
+    bridge.reset_hooks()  # the shortformer hooks are permanent: a user's reset keeps them
     tokens = torch.randint(0, 40, (3, 24))
     with torch.no_grad():
         ours, our_cache = model.run_with_cache(tokens)
@@ -41,7 +46,6 @@ def test_a_model_and_its_bridge_give_the_same_logits_and_patterns(attn_only, nor
 
 
 @pytest.mark.parametrize("change, expected", [
-    ({"positional": "shortformer"}, "model.positional=shortformer has no TransformerLens equivalent"),
     ({"positional": "rotary"}, "model.positional=rotary has no TransformerLens equivalent"),
     ({"smeared_key": True}, "smeared keys have no TransformerLens equivalent"),
 ])
@@ -53,8 +57,7 @@ def test_architectures_transformerlens_computes_otherwise_are_refused(change, ex
 def test_a_saved_run_loads_as_a_bridge(tmp_path):
     from interp.train import train
 
-    run = train(tiny_config(model={"positional": "learned"}, train={"steps": 10}), tmp_path / "run",
-                progress=False)
+    run = train(tiny_config(train={"steps": 10}), tmp_path / "run", progress=False)  # shortformer, as every preset
     bridge = load_bridge(run)
     tokens = torch.randint(0, bridge.cfg.d_vocab, (2, 16))
     from interp.checkpoints import load_model
