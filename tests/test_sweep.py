@@ -441,3 +441,19 @@ def test_a_refused_submission_cancels_the_jobs_in_flight_and_is_one_line():
         _submit(Refusing(), Path("sweep.json"), "n_layers=1_seed=0", 1, {other: "a"})
     assert other.cancelled and "\n" not in str(err.value)
     assert str(err.value).startswith("could not submit the job for n_layers=1_seed=0: sbatch: error: invalid partition")
+
+
+def test_a_sweep_without_address_starts_its_own_ray_instance(monkeypatch):
+    # Catches: ray.init(address=None), which joins the last cluster 'ray start' noted in
+    # /tmp/ray/ray_current_cluster, and once hung 14 minutes on such a note of a stopped one.
+    import types
+
+    from interp.sweep.ray_backend import run_ray
+
+    calls = []
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=lambda **kw: calls.append(kw),
+                                 shutdown=lambda: None, remote=lambda **kw: (lambda f: f),
+                                 exceptions=types.SimpleNamespace(RayError=RuntimeError))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    run_ray([], "/nowhere", False, False, None, 1, 0, lambda *a: None)
+    assert calls and calls[0]["address"] == "local"

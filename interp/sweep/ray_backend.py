@@ -109,7 +109,9 @@ def run_ray(runs: list[dict[str, Any]], root: str, analyze: bool, ablation: bool
         started_here = not ray.is_initialized()
         if started_here:
             try:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                # "local": a new instance, never the last cluster 'ray start' left a note of in
+                # /tmp/ray (Ray's default for None), which hung for minutes once that had stopped.
+                ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                          configure_logging=False, runtime_env=_runtime_env())
             except (ConnectionError, ValueError, RuntimeError, ray.exceptions.RayError) as err:
                 raise _connect_error(address, err) from None
