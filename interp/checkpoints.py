@@ -20,7 +20,6 @@ complete; ``manifest.json`` lets a reader detect later corruption.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -35,9 +34,20 @@ from safetensors.torch import load_file, save_file
 
 from interp.config import RunConfig, TrainConfig
 from interp.errors import CheckpointError
+from interp.fileio import fsync_path as _fsync_dir
+from interp.fileio import sha256_file as _sha256
 from interp.model import Transformer
-from interp.runs import (CHECKPOINT_PATTERN, Checkpoint, checkpoint_name, list_checkpoints,  # noqa: F401
-                         read_config, read_run_info, run_status, update_run_info, write_json_atomic)
+from interp.runs import (  # noqa: F401
+    CHECKPOINT_PATTERN,
+    Checkpoint,
+    checkpoint_name,
+    list_checkpoints,
+    read_config,
+    read_run_info,
+    run_status,
+    update_run_info,
+    write_json_atomic,
+)
 from interp.runs import fsync_file as _fsync_file
 
 FILES = ("model.safetensors", "trainer.safetensors", "trainer.json")
@@ -299,20 +309,3 @@ def resolved_config(config: RunConfig, d_vocab: int) -> RunConfig:
 
 def _cpu_contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

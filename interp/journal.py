@@ -49,6 +49,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from interp.fileio import fsync_path as _fsync
 from interp.storeview import Op, Ref
 
 DIRNAME = "metrics.journal"
@@ -148,14 +149,6 @@ def _eager(op: Op, column: str) -> bool:
     weigh a few KB. That is an append's ``step`` column, or a whole dataset named ``step``."""
     name = op.path if op.kind == "dataset" else column
     return name.rsplit("/", 1)[-1] == "step"
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- reading

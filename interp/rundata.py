@@ -49,7 +49,6 @@ Torch-free on import (the app's runs and curves views import none); the dataset 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -62,6 +61,7 @@ import numpy as np
 
 from interp.config import MODEL_LIMITS, TRAIN_LIMITS, DataConfig, RunConfig
 from interp.errors import DataError
+from interp.fileio import sha256_file as _sha256
 from interp.runs import read_config, read_run_info, write_json_atomic
 
 log = logging.getLogger("interp")
@@ -263,14 +263,6 @@ def add_heldout(run_dir: str | Path, data, examples: int, seed: int) -> None:
 
 def _file_record(path: Path) -> dict[str, Any]:
     return {"sha256": _sha256(path), "bytes": path.stat().st_size}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- reading

@@ -19,6 +19,7 @@ from typing import Any
 from interp import runlock
 from interp.config import RunConfig
 from interp.errors import CheckpointError, InterpError
+from interp.fileio import fsync_path
 
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
 
@@ -130,6 +131,4 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
+fsync_file = fsync_path  # the name callers use for a file

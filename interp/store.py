@@ -75,6 +75,7 @@ import numpy as np
 
 from interp import journal
 from interp.errors import InterpError
+from interp.fileio import fsync_path as _fsync
 from interp.storeview import (
     DamagedMetrics,
     DataNode,
@@ -412,14 +413,6 @@ def _folding(run_dir: Path, only_a_journal: bool = False) -> Iterator[h5py.File 
                 continue
             yield handle
             return
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def append(handle: Any, group: str, records: dict[str, Any]) -> None:
