@@ -82,9 +82,9 @@ class IncrementNoise:
 
 
 # Second differences at lags 1..MAX_LAG checkpoints estimate the noise (increment_noise).
-# 10 on the tuning draws: shorter lags cannot tell a slow walk from jitter (4 lags cost ~10-20
-# points of power on 0.5-decade drops at 0.02 nats for the same false-positive rate), longer
-# ones run out of pairs on one side of a window.
+# 10 on the tuning draws: shorter lags cannot tell a slow walk from jitter (with 4 lags, 10-26
+# points less power on 0.3-0.5-decade drops at 0.02 nats and a worst false-positive rate of 3%
+# instead of 1%), longer ones run out of pairs on one side of a window.
 MAX_LAG = 10
 # Chi-square (1 dof) constants of _robust_mean_square: its median, its 99.9% quantile, and
 # E[X | X < that quantile] = P(chi2_3 < q) / P(chi2_1 < q).
@@ -107,7 +107,7 @@ def increment_noise(y: Float[np.ndarray, "checkpoint"], keep: np.ndarray, max_la
     (:func:`_robust_mean_square`), and the estimates for h = 1..``max_lag`` are fitted by
     non-negative weighted least squares, weights n_h / E[D_h^2]^2 (inverse variances up to
     a constant; two passes). Why robust: a bump or a second, smaller drop elsewhere in the
-    run spoils the triples that span it. With a bump half the drop's size elsewhere, the
+    run spoils the triples that span it. With a bump a third to half the drop's size elsewhere, the
     plain mean found 8 of 20 clear drops, the median 17, this 15; on clean sigmoids the
     median lost ~4-15 points of power that this keeps (tuning draws, docs/PHASE.md).
     Curvature left in D_h raises the estimate: the error is on the side of "no phase change".
