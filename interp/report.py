@@ -62,6 +62,23 @@ def _rows(run_dir: Path) -> dict[str, np.ndarray]:
     return rows
 
 
+def window_line(phase: dict[str, Any]) -> str:
+    """The report's phase line: the window with its evidence (z and step z against the noise the
+    rule allowed for, docs/PHASE.md), or that there is none."""
+    start, end = phase.get("window_start_tokens", np.nan), phase.get("window_end_tokens", np.nan)
+    if np.isnan(start):
+        return "phase      no phase change: the ICL score has no abrupt drop"
+    still = "; still falling at the end of the run" if phase.get("window_open_end", 0.0) else ""
+    return (f"phase      window {start / 1e6:.2f}M-{end / 1e6:.2f}M tokens (from the band ICL "
+            f"score, indices +-{phase.get('icl_band_half_width')}); ICL {phase.get('icl_before', np.nan):+.3f} "
+            f"before, {phase.get('icl_after', np.nan):+.3f} after (single-index score "
+            f"{phase.get('icl_exact_before', np.nan):+.3f} -> {phase.get('icl_exact_after', np.nan):+.3f}); "
+            f"{100 * phase.get('window_share', np.nan):.0f}% of the total change inside; "
+            f"z {phase.get('window_z', np.nan):.1f}, step z {phase.get('window_step_z', np.nan):.1f} against "
+            f"jitter {phase.get('window_noise_white', np.nan):.3f} + walk {phase.get('window_noise_walk', np.nan):.3f} "
+            f"nats per checkpoint{still}")
+
+
 def text_report(run_dir: str | Path) -> str:
     """The training summary plus window, induction heads, ICL before/after and lag."""
     run_dir = Path(run_dir)
@@ -69,15 +86,7 @@ def text_report(run_dir: str | Path) -> str:
     lines = [summarize(run_dir), f"analysis   {len(rows['step'])} checkpoints analysed "
              f"(ICL on {rows['attrs'].get('icl_examples')} held-out sequences, tokens "
              f"{rows['attrs'].get('icl_late_index')} vs {rows['attrs'].get('icl_early_index')})"]
-    start, end = phase.get("window_start_tokens", np.nan), phase.get("window_end_tokens", np.nan)
-    if np.isnan(start):
-        lines.append("phase      no phase change: the ICL score has no abrupt drop")
-    else:
-        lines.append(f"phase      window {start / 1e6:.2f}M-{end / 1e6:.2f}M tokens (from the band ICL "
-                     f"score, indices +-{phase.get('icl_band_half_width')}); ICL {phase.get('icl_before', np.nan):+.3f} "
-                     f"before, {phase.get('icl_after', np.nan):+.3f} after (single-index score "
-                     f"{phase.get('icl_exact_before', np.nan):+.3f} -> {phase.get('icl_exact_after', np.nan):+.3f}); "
-                     f"{100 * phase.get('window_share', np.nan):.0f}% of the total change inside")
+    lines.append(window_line(phase))
     bump = phase.get("bump_start_tokens", np.nan)
     if not np.isnan(bump):
         lines.append(f"loss bump  {bump / 1e6:.2f}M-{phase.get('bump_end_tokens') / 1e6:.2f}M tokens, "

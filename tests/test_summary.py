@@ -98,3 +98,19 @@ def test_summary__a_one_layer_model_is_not_said_to_have_layer_1_heads(tmp_path):
     assert "layer >= 1" not in line and "a head of layer 0 passes" in line
     none = summarize(write_run(tmp_path / "low", n_layers=1, prefix_last=0.1))
     assert "layer >= 1" not in none and "no head of layer 0" in none
+
+
+def test_report_window_line__states_the_evidence_and_an_open_end():
+    """A window is never printed without its z, step z and the noise they were measured
+    against; an open end says the score was still falling. No window: no numbers."""
+    from interp.report import window_line
+
+    phase = {"window_start_tokens": 2.29e6, "window_end_tokens": 3.77e6, "icl_band_half_width": 5,
+             "icl_before": -0.004, "icl_after": -0.421, "icl_exact_before": -0.1, "icl_exact_after": -0.3,
+             "window_share": 0.74, "window_z": 9.23, "window_step_z": 5.41, "window_noise_white": 0.0113,
+             "window_noise_walk": 0.0151, "window_open_end": 0.0}
+    line = window_line(phase)
+    assert "2.29M-3.77M" in line and "z 9.2, step z 5.4" in line
+    assert "jitter 0.011 + walk 0.015 nats per checkpoint" in line and "still falling" not in line
+    assert "still falling at the end of the run" in window_line({**phase, "window_open_end": 1.0})
+    assert window_line({}) == "phase      no phase change: the ICL score has no abrupt drop"
