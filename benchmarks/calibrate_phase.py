@@ -1,6 +1,7 @@
 """Calibration of the phase-change rule: false-positive rate on nulls, power on known drops.
 
-    python benchmarks/calibrate_phase.py [--n 500] [--tuning] [--min-z 5]
+    python benchmarks/calibrate_phase.py [--n 500] [--tuning | --first-seed S] [--noise 0.02 ...]
+                                         [--jobs N] [--min-z 5] [--min-step-z 4]
 
 Draws ``--n`` series of each null in :data:`interp.phase.synthetic.NULLS` and of sigmoid drops
 of 0.1/0.2/0.4 nats over 0.1/0.3/0.5/1.0 decades, on the default run's checkpoints and at its
@@ -8,7 +9,8 @@ noise level (interp.phase.synthetic), and runs :func:`interp.phase.phase_change_
 each. Prints, per null, the share of series given a window (the false-positive rate, with a
 95% Wilson interval) and, per drop, the share given a window that contains the drop's centre
 (the power). Held-aside draws by default; ``--tuning`` uses the draws the thresholds were set
-on (seeds below HELD_ASIDE_SEED). Also prints the largest z per null (``--z-quantiles``) so a
+on (seeds below HELD_ASIDE_SEED); ``--first-seed`` a fresh range (a new version of the rule
+is checked on seeds it has never been run on). Rows run in ``--jobs`` processes. Also prints the largest z per null (``--z-quantiles``) so a
 threshold can be read off the tuning draws.
 """
 
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -43,47 +47,64 @@ def rate(k: int, n: int) -> str:
     return f"{100 * k / n:5.1f}% ({100 * low:.1f}-{100 * high:.1f})"
 
 
+def null_row(kind: str, seeds: range, kwargs: dict, z_quantiles: bool) -> tuple[int, list[float]]:
+    """Windows found on the null ``kind`` over ``seeds``, and each series' ungated z (optional)."""
+    found, zs = 0, []
+    for seed in seeds:
+        y = null_series(kind, seed, DEFAULT_RUN_TOKENS)
+        found += phase_change_window(DEFAULT_RUN_TOKENS, y, **kwargs) is not None
+        if z_quantiles:
+            w = phase_change_window(DEFAULT_RUN_TOKENS, y, min_z=-np.inf)
+            zs.append(w.z if w is not None else 0.0)
+    return found, zs
+
+
+def drop_row(drop: float, spread: float, noise: float, seeds: range, kwargs: dict) -> int:
+    """Drops found (a window that contains the drop's centre) over ``seeds``."""
+    hit = 0
+    for seed in seeds:
+        y, centre = drop_series(drop, spread, seed, DEFAULT_RUN_TOKENS, noise_sd=noise)
+        w = phase_change_window(DEFAULT_RUN_TOKENS, y, **kwargs)
+        hit += w is not None and w.start_tokens <= 10 ** centre <= w.end_tokens
+    return hit
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=500, help="series per row")
     parser.add_argument("--tuning", action="store_true", help="the tuning draws instead of the held-aside ones")
+    parser.add_argument("--first-seed", type=int, help="first seed of the draws (overrides --tuning)")
+    parser.add_argument("--noise", type=float, nargs="+", default=list(NOISE_LEVELS),
+                        help="noise levels of the power table")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--min-z", type=float, help="override the rule's z threshold")
     parser.add_argument("--min-step-z", type=float, help="override the rule's step-z threshold")
     parser.add_argument("--z-quantiles", action="store_true", help="also print z quantiles of windows without the z gate")
     args = parser.parse_args()
-    first = 0 if args.tuning else HELD_ASIDE_SEED
+    first = args.first_seed if args.first_seed is not None else 0 if args.tuning else HELD_ASIDE_SEED
     seeds = range(first, first + args.n)
     kwargs = {key: value for key, value in (("min_z", args.min_z), ("min_step_z", args.min_step_z))
               if value is not None}
-    tokens = DEFAULT_RUN_TOKENS
     started = time.time()
-    print(f"{'tuning' if args.tuning else 'held-aside'} draws, {args.n} series per row, "
-          f"{tokens.size} checkpoints, noise sd {NOISE_SD} nats\n")
-    print("| null (no phase change) | windows found (95% interval) |" + (" z q99 / max (no z gate) |" if args.z_quantiles else ""))
-    print("|---|---|" + ("---|" if args.z_quantiles else ""))
-    for kind in NULLS:
-        found, zs = 0, []
-        for seed in seeds:
-            y = null_series(kind, seed, tokens)
-            found += phase_change_window(tokens, y, **kwargs) is not None
-            if args.z_quantiles:
-                w = phase_change_window(tokens, y, min_z=-np.inf)
-                zs.append(w.z if w is not None else 0.0)
-        extra = f" {np.quantile(zs, 0.99):.1f} / {max(zs):.1f} |" if args.z_quantiles else ""
-        print(f"| {kind} | {rate(found, args.n)} |{extra}")
-    print("\n| drop (nats) | noise sd | " + " | ".join(f"over {s} decades" for s in SPREADS) + " |")
-    print("|---|---|" + "---|" * len(SPREADS))
-    for noise in NOISE_LEVELS:
-        for drop in DROPS:
-            cells = []
-            for spread in SPREADS:
-                hit = 0
-                for seed in seeds:
-                    y, centre = drop_series(drop, spread, seed, tokens, noise_sd=noise)
-                    w = phase_change_window(tokens, y, **kwargs)
-                    hit += w is not None and w.start_tokens <= 10 ** centre <= w.end_tokens
-                cells.append(rate(hit, args.n))
-            print(f"| {drop} | {noise} | " + " | ".join(cells) + " |")
+    label = "tuning" if first < HELD_ASIDE_SEED else "held-aside"
+    print(f"{label} draws (seeds {first}-{first + args.n - 1}), {args.n} series per row, "
+          f"{DEFAULT_RUN_TOKENS.size} checkpoints, noise sd {NOISE_SD} nats\n", flush=True)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        nulls = [pool.submit(null_row, kind, seeds, kwargs, args.z_quantiles) for kind in NULLS]
+        drops = {(noise, drop, spread): pool.submit(drop_row, drop, spread, noise, seeds, kwargs)
+                 for noise in args.noise for drop in DROPS for spread in SPREADS}
+        print("| null (no phase change) | windows found (95% interval) |" + (" z q99 / max (no z gate) |" if args.z_quantiles else ""))
+        print("|---|---|" + ("---|" if args.z_quantiles else ""))
+        for kind, future in zip(NULLS, nulls):
+            found, zs = future.result()
+            extra = f" {np.quantile(zs, 0.99):.1f} / {max(zs):.1f} |" if args.z_quantiles else ""
+            print(f"| {kind} | {rate(found, args.n)} |{extra}", flush=True)
+        print("\n| drop (nats) | noise sd | " + " | ".join(f"over {s} decades" for s in SPREADS) + " |")
+        print("|---|---|" + "---|" * len(SPREADS))
+        for noise in args.noise:
+            for drop in DROPS:
+                cells = [rate(drops[noise, drop, spread].result(), args.n) for spread in SPREADS]
+                print(f"| {drop} | {noise} | " + " | ".join(cells) + " |", flush=True)
     print(f"\n{time.time() - started:.0f} s")
 
 

@@ -74,10 +74,24 @@ def test_window__none_when_the_drop_only_undoes_an_earlier_rise():
 
 
 def test_window__a_drop_still_falling_at_the_end_is_reported_open_ended():
-    """Catches the old rule's skip of stretches that reach the end (issue 9, item 3)."""
-    window = phase_change_window(TOKENS, -0.4 * sigmoid(7.4e6, scale=0.02) + noise(0.03))
-    assert window is not None and window.open_end
-    assert window.end_tokens == pytest.approx(TOKENS[-1]) and window.start_tokens < 7.4e6
+    """Catches the old rule's skip of stretches that reach the end (issue 9, item 3): at the
+    default run's band-score noise (0.02), most draws are found open-ended."""
+    windows = [phase_change_window(TOKENS, -0.4 * sigmoid(7.4e6, scale=0.02) + noise(0.02, seed))
+               for seed in range(10)]
+    open_ended = [w for w in windows if w is not None and w.open_end]
+    assert len(open_ended) >= 8
+    assert all(w.end_tokens == pytest.approx(TOKENS[-1]) and w.start_tokens < 7.4e6 for w in open_ended)
+    # the smoother's stretch, not a broken-stick fit (see step 2 of the rule)
+    assert all(math.isnan(w.break_start_tokens) and math.isnan(w.break_end_tokens) for w in open_ended)
+
+
+def test_window__edges_bracket_the_fitted_breakpoints():
+    """A closed window's edges are the checkpoints around the broken-stick breakpoints: no
+    checkpoint lies strictly between an edge and its breakpoint."""
+    for window, tokens in ((DEFAULT_WINDOW, DEFAULT["tokens"]), (MARKOV_WINDOW, MARKOV["tokens"])):
+        assert window.start_tokens <= window.break_start_tokens < window.break_end_tokens <= window.end_tokens
+        assert not np.any((tokens > window.start_tokens * (1 + 1e-9)) & (tokens < window.break_start_tokens))
+        assert not np.any((tokens > window.break_end_tokens) & (tokens < window.end_tokens * (1 - 1e-9)))
 
 
 def test_window__an_abrupt_drop_inside_the_run_is_not_open_ended():
@@ -127,7 +141,7 @@ REAL_PREFIX = np.array([
 # the band score the analysis uses; under the jitter-plus-walk noise model its drop has z ~2.8,
 # below MIN_Z, so the location tests below lower the thresholds (LOOSE) and check where the
 # window is.
-LOOSE = {"min_z": 2.5, "min_step_z": 2.0}
+LOOSE = {"min_z": 2.5, "min_step_z": 1.5}
 
 
 def test_default_run__quick_eval_series_is_below_the_calibrated_threshold():
@@ -347,19 +361,33 @@ def test_lag__interval_contains_its_estimate_on_a_real_markov_run():
 # --------------------------------------------------------------------------- robustness (issue 9)
 
 MARKOV = np.load(Path(__file__).parent / "data" / "markov_phase.npz", allow_pickle=False)
+MARKOV_WINDOW = phase_change_window(MARKOV["tokens"], MARKOV["icl_band"])
+
+
+THINNINGS = [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)]  # (keep every, from index)
 
 
 @pytest.mark.parametrize("bandwidth", [0.02, 0.03, 0.04, 0.05, 0.06])
-@pytest.mark.parametrize("every, offset", [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)])
-def test_markov_run__found_for_every_bandwidth_and_with_checkpoints_dropped(bandwidth, every, offset):
-    """Catches the old rule, which found no window here for bandwidths >= 0.04 or with every
-    2nd or 3rd checkpoint (it gave up after the first candidate that failed its gates). The
-    window must hold the steepest part of the drop (3.9M-4.4M tokens); its edges still move
-    by more than one checkpoint spacing when checkpoints are dropped (docs/PHASE.md)."""
-    tokens, icl = MARKOV["tokens"][offset::every], MARKOV["icl_band"][offset::every]
+@pytest.mark.parametrize("every, offset", THINNINGS)
+def test_markov_run__same_window_for_every_bandwidth_and_with_checkpoints_dropped(bandwidth, every, offset):
+    """Issue 9: the window within one checkpoint spacing (of the thinned series) at each edge
+    for bandwidths 0.02-0.06 and every 2nd or 3rd checkpoint. Catches the rule before issue 9
+    (no window at bandwidths >= 0.04 or with checkpoints dropped) and edges read off the
+    smoothed slope (they moved by up to 0.8M tokens here, and to the end of the run)."""
+    assert_same_window(MARKOV, MARKOV_WINDOW, bandwidth, every, offset)
+    window = phase_change_window(MARKOV["tokens"][offset::every], MARKOV["icl_band"][offset::every],
+                                 bandwidth=bandwidth)
+    assert window.start_tokens <= 3.94e6 and window.end_tokens >= 4.42e6  # the steepest part
+
+
+def assert_same_window(series, full, bandwidth: float, every: int, offset: int) -> None:
+    """The window of a thinned series lies within one of its checkpoint spacings of ``full``."""
+    tokens, icl = series["tokens"][offset::every], series["icl_band"][offset::every]
     window = phase_change_window(tokens, icl, bandwidth=bandwidth)
     assert window is not None, (bandwidth, every, offset)
-    assert window.start_tokens <= 3.94e6 and window.end_tokens >= 4.42e6
+    for edge in ("start_tokens", "end_tokens"):
+        expected = getattr(full, edge)
+        assert abs(getattr(window, edge) - expected) <= _spacing_at(tokens[tokens > 0], expected) + 1, edge
 
 
 # --------------------------------------------------------------------------- the noise model
@@ -499,19 +527,12 @@ def test_default_band_series__the_window_brackets_the_drop_with_strong_evidence(
     assert w.icl_before > -0.05 and w.icl_after < -0.35
 
 
-@pytest.mark.parametrize("bandwidth", [0.02, 0.03, 0.04, 0.05])
-@pytest.mark.parametrize("every, offset", [(1, 0), (2, 0), (2, 1)])
-def test_default_band_series__same_window_for_bandwidths_and_every_second_checkpoint(bandwidth, every, offset):
-    """Within one checkpoint spacing of the thinned series at each edge. Not tested, and said
-    in docs/PHASE.md: bandwidth 0.06 (the end moves two spacings) and every 3rd checkpoint
-    (25 checkpoints: the smoother cannot follow the drop and its misfit is read as correlated
-    noise, so the rule turns conservative)."""
-    tokens, icl = DEFAULT["tokens"][offset::every], DEFAULT["icl_band"][offset::every]
-    window = phase_change_window(tokens, icl, bandwidth=bandwidth)
-    assert window is not None
-    for edge in ("start_tokens", "end_tokens"):
-        full = getattr(DEFAULT_WINDOW, edge)
-        assert abs(getattr(window, edge) - full) <= _spacing_at(tokens[tokens > 0], full) + 1, edge
+@pytest.mark.parametrize("bandwidth", [0.02, 0.03, 0.04, 0.05, 0.06])
+@pytest.mark.parametrize("every, offset", THINNINGS)
+def test_default_band_series__same_window_for_every_bandwidth_and_with_checkpoints_dropped(bandwidth, every, offset):
+    """Issue 9, on the default run's band score. Catches edges read off the smoothed slope:
+    at bandwidth 0.06 the end moved two spacings, and one every-3rd thinning found nothing."""
+    assert_same_window(DEFAULT, DEFAULT_WINDOW, bandwidth, every, offset)
 
 
 def _spacing_at(tokens: np.ndarray, at: float) -> float:

@@ -368,7 +368,8 @@ def test_block_bootstrap__every_start_possible_and_shapes():
 WINDOW = PhaseWindow(start_tokens=1e5, end_tokens=4e5, peak_tokens=2e5, peak_slope=-1.5, icl_before=3.0,
                      icl_after=2.0, drop=0.9, total_drop=1.1, share=0.9 / 1.1, width_decades=0.6, z=7.0,
                      step_z=9.0, end_level=2.05, lowest_before=2.9, n_inside=4, open_end=True,
-                     noise_white=0.07, noise_walk=0.03, bandwidth=0.06)
+                     noise_white=0.07, noise_walk=0.03, bandwidth=0.06, break_start_tokens=1.2e5,
+                     break_end_tokens=3.5e5)
 BUMP = LossBump(start_tokens=1.5e5, end_tokens=5e5, peak_tokens=3e5, height=0.08, tolerance=0.02)
 LAG = Lag(lag_log10=0.2, ratio=10 ** 0.2, head_tokens=3e5, icl_tokens=2e5, resolution_log10=0.05,
           low=0.1, high=0.3, n_boot=100, block=3)
@@ -384,7 +385,7 @@ def test_flat_dict__hand_made_report():
         "phase/window_drop": 0.9, "phase/window_total_drop": 1.1, "phase/window_share": 0.9 / 1.1,
         "phase/window_z": 7.0, "phase/window_step_z": 9.0, "phase/window_open_end": 1.0,
         "phase/window_noise_white": 0.07, "phase/window_noise_walk": 0.03, "phase/window_bandwidth": 0.06,
-        "phase/icl_before": 3.0,
+        "phase/window_break_start_tokens": 1.2e5, "phase/window_break_end_tokens": 3.5e5, "phase/icl_before": 3.0,
         "phase/icl_after": 2.0, "phase/bump_start_tokens": 1.5e5, "phase/bump_end_tokens": 5e5,
         "phase/bump_peak_tokens": 3e5, "phase/bump_height": 0.08, "phase/induction_heads": "1.0,0.2",
         "phase/head_1.0_formation_tokens": 3e5, "phase/head_1.0_lag_log10": 0.2,
@@ -406,7 +407,7 @@ def test_flat_dict__hand_made_report():
 def test_flat_dict__nan_when_missing():
     flat = PhaseReport(None, None, []).to_flat_dict()
     assert flat["phase/has_window"] == 0.0 and flat["phase/induction_heads"] == ""
-    assert len(flat) == 22
+    assert len(flat) == 24
     assert all(math.isnan(v) for k, v in flat.items() if k not in ("phase/has_window", "phase/induction_heads"))
 
 

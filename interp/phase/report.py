@@ -45,7 +45,8 @@ WINDOW_ATTRS = {
     "window_width_log10": "width_decades", "window_drop": "drop", "window_total_drop": "total_drop",
     "window_share": "share", "window_z": "z", "window_step_z": "step_z",
     "window_open_end": "open_end", "window_noise_white": "noise_white", "window_noise_walk": "noise_walk",
-    "window_bandwidth": "bandwidth",
+    "window_bandwidth": "bandwidth", "window_break_start_tokens": "break_start_tokens",
+    "window_break_end_tokens": "break_end_tokens",
     "icl_before": "icl_before", "icl_after": "icl_after",
 }
 BUMP_ATTRS = ("start_tokens", "end_tokens", "peak_tokens", "height")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from interp.phase.edges import refine_edges
 from interp.phase.noise import IncrementNoise, increment_noise
 from interp.phase.smoothing import BANDWIDTH, local_linear, log_tokens_and, vertex
 
@@ -53,12 +54,14 @@ class PhaseWindow:
     noise_white: float = float("nan")  # sd of the series' jitter outside the window
     noise_walk: float = 0.0  # sd of its random-walk step per checkpoint outside the window
     bandwidth: float = float("nan")  # the smoother's bandwidth (decades) that found the window
+    break_start_tokens: float = float("nan")  # the broken-stick fit's breakpoints, between
+    break_end_tokens: float = float("nan")  # checkpoints (NaN: no fit, edges from the smoother)
 
 
 def phase_change_window(tokens: np.ndarray, icl: np.ndarray, bandwidth: float = BANDWIDTH,
                         fraction: float = 0.3, min_drop: float = 0.1, min_z: float = MIN_Z,
                         min_step_z: float = MIN_STEP_Z, min_share: float = 0.25,
-                        max_width_fraction: float = 0.25, scales: tuple[float, ...] = SCALES
+                        max_width_fraction: float = 0.35, scales: tuple[float, ...] = SCALES
                         ) -> PhaseWindow | None:
     """The phase-change window of an ICL-score series over checkpoints, or None.
 
@@ -90,6 +93,16 @@ def phase_change_window(tokens: np.ndarray, icl: np.ndarray, bandwidth: float = 
        flatter checkpoints that bracket the stretch). A stretch that reaches the last
        checkpoint ends there, with ``open_end`` True: the score was still falling when the run
        ended, so its drop and share are lower bounds; one that reaches the first is skipped.
+       Then the edges move to the checkpoints that bracket the breakpoints of a three-segment
+       fit to the raw scores near the stretch (:func:`interp.phase.edges.refine_edges`,
+       stored as ``break_start_tokens`` / ``break_end_tokens``): edges read off a smoothed
+       slope move with the bandwidth and with the checkpoint spacing (on the default run, two
+       spacings between bandwidths 0.03 and 0.06, and no window at all on one of its every-3rd
+       thinnings), the breakpoints do not depend on a bandwidth. Everything below is measured
+       at the refined edges. A fit that reaches the last checkpoint keeps the smoother's
+       stretch: with no "after" to fit, the start breakpoint of a drop that has just begun lies
+       so close to the end that the step test (3) cannot tell the ramp from a smooth decline
+       bending down (on a drop still falling at the end, step z 1.4 against 4.0).
     3. It is a phase change only if all of these hold (else None):
        - drop = s(start) - s(end) >= ``min_drop`` nats, and total_drop >= ``min_drop``
          (0.1, about twice the score noise of one checkpoint on 128 sequences);
@@ -105,8 +118,10 @@ def phase_change_window(tokens: np.ndarray, icl: np.ndarray, bandwidth: float = 
          accelerating drop somewhere on a log axis; this is what refuses them;
        - share = drop / total_drop >= ``min_share`` (0.25, not 0.5: in the default run ICL
          keeps improving after the drop, which is ~45% of the first-to-last change);
-       - width <= ``max_width_fraction`` of the run's span in decades (0.25: a steady decline
-         in log tokens has a near-constant slope, so its stretch spreads over the run).
+       - width <= ``max_width_fraction`` of the run's span in decades (0.35: a steady decline
+         in log tokens has a near-constant slope, so its stretch spreads over the run; 0.25
+         refused half the drops over 0.5 decades that were missed on the tuning draws, whose
+         windows the sparse early checkpoints widen).
 
     The rates this gives (false positives on white, AR(1), random-walk and smooth-decline nulls;
     power on sigmoid drops at several noise levels) are measured by
@@ -170,14 +185,19 @@ def _window_at(x: np.ndarray, y: np.ndarray, level_map: np.ndarray, level: np.nd
         hi += 1
     if lo == 0:
         return None
+    peak_x = float(vertex(x, slope[None], np.array([peak]))[0]) if peak < x.size - 1 else float(x[peak])
     start, end = lo - 1, min(hi + 1, x.size - 1)
+    refined_start, refined_end, breaks = refine_edges(x, y, start, end, peak_x)
+    if refined_end < x.size - 1:
+        start, end = refined_start, refined_end
+    else:
+        breaks = None  # an open end keeps the smoother's stretch: see step 2
     noise = increment_noise(y, _noise_checkpoints(x.size, start, end))
     # The run's ends are means of raw scores outside the window: a local-linear level at a
     # boundary has about twice the variance of an interior one.
     first, last = min(END_CHECKPOINTS, start + 1), min(END_CHECKPOINTS, x.size - end)
     drop, total = level[start] - level[end], y[:first].mean() - y[-last:].mean()
     sd = float(noise.sd_of(level_map[start] - level_map[end]))
-    peak_x = float(vertex(x, slope[None], np.array([peak]))[0]) if peak < x.size - 1 else float(x[peak])
     return PhaseWindow(start_tokens=float(10 ** x[start]), end_tokens=float(10 ** x[end]),
                        peak_tokens=10 ** peak_x, peak_slope=float(slope[peak]),
                        icl_before=float(y[:start + 1].mean()), icl_after=float(y[end:].mean()),
@@ -188,7 +208,9 @@ def _window_at(x: np.ndarray, y: np.ndarray, level_map: np.ndarray, level: np.nd
                        step_z=_step_z(10 ** x, y, 10 ** x[start], 10 ** x[end], noise),
                        end_level=float(level[end]), lowest_before=float(level[:start + 1].min()),
                        n_inside=end - start - 1, open_end=end == x.size - 1,
-                       noise_white=noise.white, noise_walk=noise.walk, bandwidth=bandwidth)
+                       noise_white=noise.white, noise_walk=noise.walk, bandwidth=bandwidth,
+                       break_start_tokens=float("nan") if breaks is None else 10 ** breaks.x0,
+                       break_end_tokens=float("nan") if breaks is None else 10 ** breaks.x1)
 
 
 def _noise_checkpoints(n: int, start: int, end: int) -> np.ndarray:
