@@ -46,7 +46,7 @@ TESTS = {
     "interp/measures": ["tests/test_measures.py", "tests/test_circuits.py", "tests/test_analysis.py",
                         "tests/test_composition_trend.py"],
     "interp/phase": ["tests/test_phase.py", "tests/test_phase_window.py", "tests/test_phase_lag.py",
-                     "tests/test_phase_parts.py"],
+                     "tests/test_phase_parts.py", "tests/test_phase_edges.py"],
 }
 PYTEST_ARGS = ["-m", "not slow and not browser", "-p", "no:cacheprovider"]
 NEUTRAL_DECORATORS = {"torch.no_grad()", "torch.inference_mode()"}

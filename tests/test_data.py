@@ -160,6 +160,30 @@ def test_files_source_file_directory_and_glob(tmp_path):
     assert fp["bytes"] == 10 and fp["documents"] == 2
 
 
+def test_files_source_warns_once_about_text_that_is_not_utf8(tmp_path, caplog):
+    """Issue 12: latin-1 files were decoded with replacement characters without a word. One
+    warning names the first three files and counts the rest; valid UTF-8 gives none."""
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "good.txt").write_text("caf\u00e9 ok", encoding="utf-8")
+    for i in range(5):
+        (corpus / f"latin{i}.txt").write_bytes("caf\u00e9".encode("latin-1"))
+    with caplog.at_level("WARNING", logger="interp"):
+        docs = dict(iter_documents(DataConfig(source="files", path=str(corpus))))
+    assert docs["good.txt"] == "caf\u00e9 ok" and docs["latin0.txt"] == "caf\ufffd"
+    warnings = [r.getMessage() for r in caplog.records if "not valid UTF-8" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("5 file(s)") and "and 2 more" in warnings[0]
+    assert "latin0.txt" in warnings[0] and "iconv" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="interp"):  # a corpus cut short still says so
+        list(iter_documents(DataConfig(source="files", path=str(corpus), max_bytes=12)))
+    assert [r for r in caplog.records if "1 file(s)" in r.getMessage()]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="interp"):
+        list(iter_documents(DataConfig(source="files", path=str(corpus / "good.txt"))))
+    assert not [r for r in caplog.records if "UTF-8" in r.getMessage()]
+
+
 def test_jsonl_source_and_its_errors(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"text": "first doc"}\n\n{"text": "second", "id": 2}\n')

@@ -90,12 +90,31 @@ def _stdlib(cfg: DataConfig) -> Iterator[Document]:
 
 
 def _files(cfg: DataConfig) -> Iterator[Document]:
-    for name, path in resolve_files(cfg.path):
-        text = _read_text(path)
-        if text is None:
-            log.debug("skipping binary or unreadable file %s", path)
-            continue
-        yield name, text
+    not_utf8: list[str] = []
+    try:
+        for name, path in resolve_files(cfg.path):
+            text = _read_text(path, not_utf8)
+            if text is None:
+                log.debug("skipping binary or unreadable file %s", path)
+                continue
+            yield name, text
+    finally:  # also when the reader stops early (data.max_bytes)
+        _warn_not_utf8(not_utf8)
+
+
+# Files named in the warning about text that is not UTF-8; the rest are counted.
+_NOT_UTF8_NAMED = 3
+
+
+def _warn_not_utf8(paths: list[str]) -> None:
+    """One warning for every file read with invalid UTF-8 (its bad bytes became U+FFFD)."""
+    if not paths:
+        return
+    named = ", ".join(paths[:_NOT_UTF8_NAMED])
+    more = f" and {len(paths) - _NOT_UTF8_NAMED} more" if len(paths) > _NOT_UTF8_NAMED else ""
+    log.warning("%d file(s) of the corpus are not valid UTF-8 (%s%s): their invalid bytes were "
+                "replaced by U+FFFD; convert them first (for example 'iconv -f latin1 -t utf-8')",
+                len(paths), named, more)
 
 
 def _jsonl(cfg: DataConfig) -> Iterator[Document]:
@@ -223,8 +242,12 @@ def _walk_files(root: Path, suffixes: tuple[str, ...]) -> Iterator[str]:
                 yield full.relative_to(root).as_posix()
 
 
-def _read_text(path: Path) -> str | None:
-    """UTF-8 text of a file (bad bytes replaced), or None if binary or unreadable."""
+def _read_text(path: Path, not_utf8: list[str] | None = None) -> str | None:
+    """UTF-8 text of a file (bad bytes replaced), or None if binary or unreadable.
+
+    A file with invalid UTF-8 is still read (one bad byte should not drop a document), and
+    its path is appended to ``not_utf8`` so that the caller can say so.
+    """
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -232,7 +255,12 @@ def _read_text(path: Path) -> str | None:
         return None
     if b"\0" in data[:_BINARY_SNIFF]:
         return None
-    return data.decode("utf-8", errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        if not_utf8 is not None:
+            not_utf8.append(str(path))
+        return data.decode("utf-8", errors="replace")
 
 
 def _first_line(err: BaseException) -> str:
