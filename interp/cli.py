@@ -263,9 +263,26 @@ def _runs(root: Path) -> None:
             print(f"{run.name:40s} {'damaged':12s} {reason}")
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line; ``train``'s key=value overrides may also follow its options.
+
+    argparse takes positionals only before the first option (``train markov --out X steps=5``
+    left ``steps=5`` unrecognised), so what it leaves over is taken as more overrides when
+    every piece is one; anything else is the usual one-line usage error.
+    """
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    if getattr(args, "command", None) == "train" and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+        return args
+    return parser.parse_args(argv)  # exits with argparse's message
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = _parse(argv)
     except SystemExit as done:  # --help (0) or a usage error (2, one line already printed)
         return done.code if isinstance(done.code, int) else 2
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)

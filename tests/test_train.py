@@ -250,3 +250,17 @@ def test_start_that_fails_before_its_first_checkpoint__leaves_no_folder(tmp_path
                      "--name", "x", "--no-progress"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []  # neither the run nor the --out folders it made
+
+
+def test_cli__overrides_may_follow_train_options(capsys):
+    """Issue 12: 'interp train markov --out X steps=5' said 'unrecognized arguments: steps=5'
+    (argparse takes positionals only before the first option). Negative control: a stray
+    option is still refused with argparse's one line and exit 2."""
+    from interp.cli import _parse, main
+
+    args = _parse(["train", "markov", "lr=1e-3", "--out", "X", "--no-progress", "steps=5", "seed=3"])
+    assert args.preset == "markov" and args.overrides == ["lr=1e-3", "steps=5", "seed=3"]
+    assert str(args.out) == "X"
+    assert main(["train", "markov", "--out", "X", "steps=5", "--bogus"]) == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+    assert main(["runs", "a", "b=c"]) == 2  # extras are overrides for train only
