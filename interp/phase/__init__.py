@@ -13,6 +13,7 @@ One module per question:
 - :mod:`~interp.phase.smoothing`: the local-linear smoother (hat matrices) in log tokens;
 - :mod:`~interp.phase.noise`: the jitter-plus-walk noise model and the moving-block bootstrap;
 - :mod:`~interp.phase.window`: where the ICL score drops abruptly, with its z;
+- :mod:`~interp.phase.edges`: where that drop starts and ends (a broken-stick fit);
 - :mod:`~interp.phase.bump`: where the training loss is not convex;
 - :mod:`~interp.phase.heads`: which heads are induction heads and when each formed;
 - :mod:`~interp.phase.lag`: the lag between them, with its interval;
