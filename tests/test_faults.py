@@ -99,6 +99,11 @@ def _kill_after(process: subprocess.Popen, ready, delay: float) -> bool:
     return True
 
 
+def _analysed(run: Path) -> int:
+    """Checkpoints with an analysis row (read as any reader would, while the writer runs)."""
+    return len(store.series(run, "analysis").get("step", []))
+
+
 def _steps(run: Path) -> list[int]:
     return [c.step for c in checkpoints.list_checkpoints(run)]
 
@@ -174,13 +179,14 @@ def test_analysis_killed_at_random_moments__ends_with_the_straight_analysis(stra
             if group in handle:
                 del handle[group]
     rng, env, kills = random.Random(1), _env(tmp_path), 0
-    for _ in range(6):
+    for _ in range(6):  # each after 1-4 more checkpoints are analysed: 24 at most of 39
+        target = _analysed(run) + rng.randint(1, 4)
         process = subprocess.Popen(_cli("analyze", str(run), *ANALYZE), env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        kills += _kill_after(process, lambda: True, rng.uniform(2.0, 6.0))
+        kills += _kill_after(process, lambda: _analysed(run) >= target, rng.uniform(0, 0.2))
     done = subprocess.run(_cli("analyze", str(run), *ANALYZE), env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert kills >= 3, f"only {kills} kills landed before the analysis ended"
+    assert kills >= 5, f"only {kills} of 6 kills landed before the analysis ended"
     ours, theirs = analysis_series(run), analysis_series(straight)
     assert len(np.unique(ours["step"])) == len(ours["step"]), "duplicate analysis rows"
     assert ours.keys() == theirs.keys()
