@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from interp import checkpoints, store  # noqa: E402
 from interp.analysis import AnalysisConfig, analyze_checkpoint, analyze_run, build_probes  # noqa: E402
-from interp.data import load_dataset  # noqa: E402
+from interp.rundata import analysis_data  # noqa: E402
 from interp.measures import ablation, circuits, heads  # noqa: E402
 from interp.measures.icl import per_token_losses  # noqa: E402
 from interp.device import autocast, pick_precision  # noqa: E402
@@ -51,7 +51,8 @@ def main() -> None:
     chosen = next((c for c in found if c.step == args.checkpoint), found[len(found) // 2])
     model = checkpoints.load_model(chosen.path)
     analysis = AnalysisConfig()
-    probes = build_probes(load_dataset(config.data, config.model.n_ctx), config.model.n_ctx, analysis)
+    data = analysis_data(args.run, config, analysis.icl_examples, analysis.seed)  # the run's data/, not its corpus path
+    probes = build_probes(data, config.model.n_ctx, analysis)
     fast = lambda: autocast(torch.device("cpu"), pick_precision(analysis.precision, torch.device("cpu")))
 
     def losses():

@@ -23,7 +23,7 @@ import torch
 from common import fmt_tokens, mean_spread, parse_args, pyplot, save, shade, sweep_runs, table, write_summary
 
 from interp.checkpoints import list_checkpoints, load_model
-from interp.data import load_dataset
+from interp.rundata import analysis_data
 from interp.measures.ablation import losses_without_heads
 from interp.measures.icl import icl_band_score, per_token_losses
 
@@ -81,8 +81,8 @@ def main() -> None:
         if not run.induction_heads:
             rows.append([run.label, run.seed, "none", "-", "-", "-"])
             continue
-        data = load_dataset(run.config.data, run.config.model.n_ctx)
-        tokens = data.heldout_batch(EXAMPLES, seed=0)
+        # the run's own data folder, never the corpus path in its config (issue 12)
+        tokens = analysis_data(run.path, run.config, EXAMPLES, 0).heldout_batch(EXAMPLES, seed=0)
         xs, clean, share = induction_share(run, tokens)
         ax.plot(xs[xs > 0], share[xs > 0], marker=".", ms=3, label=f"{run.label} seed {run.seed}")
         after = xs > run.window[1] if run.window else np.zeros_like(xs, bool)

@@ -21,14 +21,15 @@ from common import fmt_tokens, parse_args, pyplot, save, shade, sweep_runs, tabl
 
 from interp.analysis import AnalysisConfig, build_probes
 from interp.checkpoints import list_checkpoints, load_model
-from interp.data import load_dataset
+from interp.rundata import analysis_data
 from interp.measures.heads import repeat_losses
 
 
 def repeat_curves(run) -> tuple[np.ndarray, np.ndarray, int]:
     """tokens [checkpoints], loss per repeat [checkpoints, repeats], and the probe's pool size."""
-    data = load_dataset(run.config.data, run.config.model.n_ctx)
-    probe = build_probes(data, run.config.model.n_ctx, AnalysisConfig()).repeated
+    analysis = AnalysisConfig()  # probes from the run's own data folder, never its corpus path
+    data = analysis_data(run.path, run.config, analysis.icl_examples, analysis.seed)
+    probe = build_probes(data, run.config.model.n_ctx, analysis).repeated
     xs, losses = [], []
     for ckpt in list_checkpoints(run.path):
         xs.append(ckpt.step * run.config.tokens_per_step)
