@@ -13,7 +13,7 @@ Three kinds of kill, ``KILLS`` of them in all (22 by default; ``INTERP_FAULT_KIL
 
 Every check is against a straight run of the same config: the same checkpoints, bit-identical
 final weights, train/eval/analysis rows once per step, and the same analysis. Two analyses at
-once and the resume of a live run are in tests/test_bad_input.py and tests/test_writers.py
+once and the resume of a live run are in tests/test_writers.py
 (runlock); they refuse or wait, and add no rows.
 """
 

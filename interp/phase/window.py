@@ -102,7 +102,7 @@ def phase_change_window(tokens: np.ndarray, icl: np.ndarray, bandwidth: float = 
        at the refined edges. A fit that reaches the last checkpoint keeps the smoother's
        stretch: with no "after" to fit, the start breakpoint of a drop that has just begun lies
        so close to the end that the step test (3) cannot tell the ramp from a smooth decline
-       bending down (on a drop still falling at the end, step z 1.4 against 4.0).
+       bending down (on a drop still falling at the end, step z 1.3 against 4.0).
     3. It is a phase change only if all of these hold (else None):
        - drop = s(start) - s(end) >= ``min_drop`` nats, and total_drop >= ``min_drop``
          (0.1, about twice the score noise of one checkpoint on 128 sequences);
