@@ -5,10 +5,17 @@ modules where :class:`HookedTransformer` has them, so ``run_with_cache``, ``run_
 :class:`ActivationCache` work, and parameter names match TransformerLens state dicts
 (``blocks.0.attn.W_Q`` is ``[n_heads, d_model, d_head]``, ``embed.W_E`` is ``[d_vocab, d_model]``).
 
-Speed: when nothing is hooked on the attention scores or pattern (training, plain evaluation)
-attention runs through ``F.scaled_dot_product_attention``; as soon as a hook is attached there
-(``run_with_cache``, pattern ablations) the explicit path computes and exposes the pattern.
-Both paths compute the same function (tested).
+Speed: attention has two kernels that compute the same function (tested):
+- ``sdpa``: ``F.scaled_dot_product_attention(is_causal=True)`` (flash attention on CUDA);
+- ``explicit``: ``softmax(q k^T / sqrt(d_head) + causal mask) v`` as two batched matmuls, with
+  1/sqrt(d_head) folded into q and the mask written in place into the score matrix.
+As soon as a hook is attached to the scores or pattern (``run_with_cache``, pattern ablations)
+the explicit kernel runs, with the hooks. Otherwise :func:`attention_kernel` chooses by a fixed
+rule (not a calibration, so that a run and its resume always use the same kernel): ``explicit``
+on the CPU up to a context of :data:`EXPLICIT_MAX_CTX`, where PyTorch's CPU flash kernel (a
+blocked loop written for long contexts) was measured at 0.75-0.85 of the two matmuls' speed
+for this project's shapes (``benchmarks/bench_train.py --attention``); ``sdpa`` on CUDA and
+for longer contexts, where the explicit kernel's [batch, head, n, n] scores cost memory.
 
 Architecture choices beyond the config (stated here because analysis depends on them):
 - shortformer positions are added to the LayerNorm-ed input of queries and keys, not to the
@@ -33,6 +40,15 @@ from transformer_lens.hook_points import HookPoint
 from interp.config import ModelConfig
 
 ReturnType = Literal["logits", "loss", "both", "per_token_loss"]
+
+
+EXPLICIT_MAX_CTX = 1024  # above this the explicit kernel's n x n scores cost more memory than they save time
+AttentionKernel = Literal["auto", "sdpa", "explicit"]
+
+
+def attention_kernel(device: torch.device, n_ctx: int) -> Literal["sdpa", "explicit"]:
+    """The kernel ``auto`` stands for on ``device`` with sequences of ``n_ctx`` (module docstring)."""
+    return "explicit" if device.type == "cpu" and n_ctx <= EXPLICIT_MAX_CTX else "sdpa"
 
 
 def _hooked(point: HookPoint) -> bool:
@@ -119,6 +135,7 @@ class Attention(nn.Module):
         self.hook_pattern = HookPoint()  # [batch, head, query_pos, key_pos]
         self.hook_z = HookPoint()  # [batch, pos, head, d_head]
         self.hook_result = HookPoint()  # [batch, pos, head, d_model]; only when hooked
+        self.kernel: AttentionKernel = "auto"  # Transformer.set_attention_kernel sets every layer's
 
     def forward(
         self,
@@ -153,12 +170,16 @@ class Attention(nn.Module):
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Float[Tensor, "batch pos head d_head"]:
         qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))  # [batch, head, pos, d_head]
-        if not (_hooked(self.hook_attn_scores) or _hooked(self.hook_pattern)):
+        hooked = _hooked(self.hook_attn_scores) or _hooked(self.hook_pattern)
+        kernel = self.kernel if self.kernel != "auto" else attention_kernel(q.device, q.shape[1])
+        if not hooked and kernel == "sdpa":
             return F.scaled_dot_product_attention(qh, kh, vh, is_causal=True).transpose(1, 2)
         n = q.shape[1]
-        scores = qh @ kh.transpose(-1, -2) / math.sqrt(self.cfg.d_head)
+        # Scaling q (n x d_head) is cheaper than scaling the scores (n x n); the fresh score
+        # matrix is masked in place (its matmul's backward needs only q and k).
+        scores = (qh * (1.0 / math.sqrt(self.cfg.d_head))) @ kh.transpose(-1, -2)
         mask = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
-        scores = self.hook_attn_scores(scores.masked_fill(mask, float("-inf")))
+        scores = self.hook_attn_scores(scores.masked_fill_(mask, float("-inf")))
         pattern = self.hook_pattern(scores.softmax(dim=-1).to(vh.dtype))
         return (pattern @ vh).transpose(1, 2)
 
@@ -301,6 +322,14 @@ class Transformer(HookedRootModule):
         if return_type == "loss":
             return per_token.mean()
         return logits, per_token.mean()
+
+    def set_attention_kernel(self, kernel: AttentionKernel) -> None:
+        """Use ``kernel`` in every layer when no pattern hook is attached (``auto``: the rule of
+        :func:`attention_kernel`). Both kernels compute the same function; this is for speed."""
+        if kernel not in ("auto", "sdpa", "explicit"):
+            raise ValueError(f"attention kernel must be auto, sdpa or explicit, not {kernel!r}")
+        for block in self.blocks:
+            block.attn.kernel = kernel
 
     def run_with_cache(self, *args, **kwargs) -> tuple[Tensor, ActivationCache]:  # type: ignore[override]
         """Like HookedRootModule.run_with_cache, returning an ActivationCache."""

@@ -44,13 +44,62 @@ def test_forward__logits_shape_and_cache_hook_names(overrides):
     assert ("blocks.0.hook_mlp_out" in cache) == (not model.cfg.attn_only)
 
 
+@pytest.mark.parametrize("kernel", ["sdpa", "explicit"])
 @pytest.mark.parametrize("overrides", VARIANTS)
-def test_fused_attention__equals_explicit_pattern_path(overrides):
+def test_unhooked_kernels__equal_the_hooked_pattern_path(overrides, kernel):
+    # Catches a kernel that drops the causal mask, the 1/sqrt(d_head) scale or the smear /
+    # rotary step (the hooked path is the reference a cache exposes), in values and gradients.
     model = build(**overrides)
     tokens = torch.randint(0, 40, (2, 24))
-    fast = model(tokens)
-    explicit, _ = model.run_with_cache(tokens)  # hooks on the pattern force the explicit path
-    torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-4)
+    model.set_attention_kernel(kernel)
+    fast = model(tokens, return_type="loss")
+    fast_grads = torch.autograd.grad(fast, list(model.parameters()))
+    reference = {}
+    hook = ("blocks.0.attn.hook_pattern", lambda p, hook: p)  # any pattern hook forces the explicit path
+    with model.hooks(fwd_hooks=[hook]):
+        reference["loss"] = model(tokens, return_type="loss")
+    ref_grads = torch.autograd.grad(reference["loss"], list(model.parameters()))
+    torch.testing.assert_close(fast, reference["loss"], atol=1e-5, rtol=1e-4)
+    for a, b in zip(fast_grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_attention_kernel_rule__explicit_on_cpu_up_to_the_limit_else_sdpa():
+    from interp.model import EXPLICIT_MAX_CTX, attention_kernel
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert attention_kernel(cpu, EXPLICIT_MAX_CTX) == "explicit"
+    assert attention_kernel(cpu, EXPLICIT_MAX_CTX + 1) == "sdpa"
+    assert attention_kernel(cuda, 256) == "sdpa"
+    with pytest.raises(ValueError, match="attention kernel"):
+        build().set_attention_kernel("flash")
+
+
+def test_fused_adamw__same_update_as_the_loop():
+    # Catches a fused optimiser built with other hyper-parameters (betas, weight decay groups)
+    # or a state layout that a checkpoint cannot round-trip: both take three identical steps.
+    from interp.config import preset
+    from interp.train import make_optimizer
+
+    train = preset("markov").train
+    models = [build(), build()]
+    models[1].load_state_dict(models[0].state_dict())
+    start = models[0].blocks[0].attn.W_Q.detach().clone()
+    fused = make_optimizer(models[0], train)
+    loop = torch.optim.AdamW([
+        {"params": [p for p in models[1].parameters() if p.dim() >= 2], "weight_decay": train.weight_decay},
+        {"params": [p for p in models[1].parameters() if p.dim() < 2], "weight_decay": 0.0}],
+        lr=train.lr, betas=(train.beta1, train.beta2), foreach=False)
+    assert fused.defaults["fused"] and not loop.defaults["fused"]
+    tokens = torch.randint(0, 40, (2, 24))
+    for _ in range(3):
+        for model, opt in zip(models, (fused, loop)):
+            model(tokens, return_type="loss").backward()
+            opt.step()
+            opt.zero_grad()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(models[0].blocks[0].attn.W_Q, start)  # the steps did move the weights
 
 
 def test_patterns__are_causal_and_normalised():
