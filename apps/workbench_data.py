@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from interp import store
+from interp import costly, store
 from interp.errors import InterpError
 
 #: Errors a view turns into a one-line warning instead of a traceback.
@@ -118,7 +118,11 @@ def _group(run: str, group: str, mtime: int) -> dict[str, Any]:
 def _analysis(run: str, mtime: int) -> dict[str, Any]:
     if not mtime:
         return {}
-    return store.series_by_step(Path(run), "analysis")
+    rows = store.series_by_step(Path(run), "analysis")
+    try:  # the sparse ablations on the same step axis, NaN where skipped (interp.costly)
+        return costly.aligned(rows, store.series(Path(run), costly.GROUP))
+    except store.StoreError:
+        return rows
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)

@@ -201,10 +201,15 @@ def atlas_view(runs: list[Path]) -> None:
     steps = [int(s) for s in an["step"]]
     step = st.select_slider("checkpoint (step)", options=steps, value=steps[-1], key=f"atlas_step_{D.run_label(run)}")
     i = steps.index(step)
+    measured = ~np.isnan(np.asarray(an[key], dtype=float).reshape(len(steps), -1)).all(axis=1)
+    if not measured[i] and measured.any():  # a sparse series (ablations: interp.costly)
+        i = int(np.flatnonzero(measured)[np.argmin(np.abs(np.flatnonzero(measured) - i))])
+        st.caption(f"{label} is measured densely only around the phase change; showing the "
+                   f"nearest measured checkpoint, step {steps[i]}.")
     values = np.asarray(an[key][i], dtype=float)
     n_layers, n_heads = values.shape
     heads = [f"{l}.{h}" for l in range(n_layers) for h in range(n_heads)]
-    st.caption(f"step {step}, {D.fmt_tokens(an['tokens'][i])} tokens; induction heads found: "
+    st.caption(f"step {steps[i]}, {D.fmt_tokens(an['tokens'][i])} tokens; induction heads found: "
                f"{D.induction_heads(run) or 'none'}")
     grid = pd.DataFrame({"layer": np.repeat(np.arange(n_layers), n_heads),
                          "head": np.tile(np.arange(n_heads), n_layers), "value": values.ravel()})
@@ -223,7 +228,7 @@ def atlas_view(runs: list[Path]) -> None:
     traj = pd.DataFrame({"tokens": np.repeat(an["tokens"], n_layers * n_heads),
                          "head": heads * len(steps),
                          "value": np.asarray(an[key], dtype=float).reshape(len(steps), -1).ravel()})
-    traj = traj[traj["tokens"] > 0]  # a log axis; the initialisation (0 tokens) has no place on it
+    traj = traj[(traj["tokens"] > 0) & traj["value"].notna()]  # log axis; sparse series skip rows
     win = D.window(run)
     st.subheader("Every head over training")
     _chart(traj, C.lines("tokens", "value", "head", log_x=True, y_title=label, height=320,

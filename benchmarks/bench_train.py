@@ -1,12 +1,20 @@
-"""Training speed: interp's training step against a minimal plain-PyTorch reference.
+"""Training speed: interp's training step against a minimal plain-PyTorch reference and
+against the machine's own matmul ceiling.
 
-Both train the default preset's shape on the same batches from the same data, with the same
-precision, optimiser and clipping, in the same process, alternating in rounds so that load
-from anything else on the machine hits both alike. Prints tokens/s of each and the ratio
-(target: interp / reference >= 1.0 on the CPU). A second figure is what one checkpoint
-(evaluation and save) costs, and what the default run's checkpoints add.
+Both steps train the default preset's shape on the same batches from the same data, with the
+same precision and clipping, in the same process, alternating in rounds so that load from
+anything else on the machine hits both alike. The reference is what a careful engineer writes
+without interpretability machinery (benchmarks/reference.py: SDPA attention, torch's default
+AdamW). Printed:
+- tokens/s of each and their ratio (issue 11's goal on the CPU: >= 1.3);
+- the step's FLOPs per token (torch's FlopCounterMode on one step) and so its achieved
+  GFLOP/s, beside the bf16 and fp32 matmul ceilings measured in the same run (a 2048^3 matmul,
+  the best of several) and the share of the bf16 ceiling (goal: >= 35% for the default preset);
+- with --attention, the same step with each attention kernel and optimiser forced, the
+  figures behind interp.model's kernel rule and interp.train's fused AdamW;
+- what one checkpoint (evaluation and save) costs, and what the default run's checkpoints add.
 
-    python benchmarks/bench_train.py [--rounds 6] [--steps 15] [--precision auto]
+    python benchmarks/bench_train.py [--rounds 6] [--steps 15] [--precision auto] [--attention]
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.reference import ReferenceModel  # noqa: E402
 from interp.config import preset  # noqa: E402
 from interp.device import autocast  # noqa: E402
-from interp.train import _open_run, _train_step, learning_rate  # noqa: E402
+from interp.train import _prepare, _train_step, learning_rate, make_optimizer  # noqa: E402
 
 
 def reference_step(model, optimizer, data, step: int, config, device, dtype) -> None:
@@ -42,6 +50,24 @@ def reference_step(model, optimizer, data, step: int, config, device, dtype) -> 
     loss.item()  # the project's loop reads the loss every step too
 
 
+def matmul_ceiling(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of the best of ``repeats`` n x n x n matmuls in ``dtype`` (2 n^3 FLOPs each)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b  # warm-up: thread pool, packing buffers
+    best = min(timed(lambda: a @ b, 1) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def step_flops_per_token(run) -> float:
+    """FLOPs of one training step (forward and backward) per token, by FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        _train_step(run, learning_rate(0, run.config.train))
+    return counter.get_total_flops() / run.config.tokens_per_step
+
+
 def timed(fn, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
@@ -54,12 +80,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=15, help="steps per round and side")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--attention", action="store_true",
+                        help="also time each attention kernel with and without fused AdamW")
     args = parser.parse_args()
 
     config = preset("default")
     config = replace(config, train=replace(config.train, precision=args.precision))
     with tempfile.TemporaryDirectory() as tmp:
-        run = _open_run(config, Path(tmp) / "bench", resume=False)
+        run = _prepare(config, Path(tmp) / "bench")  # writes nothing until a checkpoint
         reference = ReferenceModel(run.config.model).to(run.device)
         ref_opt = torch.optim.AdamW(reference.parameters(), lr=config.train.lr,
                                     betas=(config.train.beta1, config.train.beta2),
@@ -91,7 +119,19 @@ def main() -> None:
               f"{', '.join(f'{r:,.0f}' for r in rates['interp'])})")
         print(f"plain PyTorch reference {ref_rate:10,.0f} tokens/s  (rounds: "
               f"{', '.join(f'{r:,.0f}' for r in rates['reference'])})")
-        print(f"ratio interp / reference  {ours_rate / ref_rate:.3f}")
+        print(f"ratio interp / reference  {ours_rate / ref_rate:.3f}  (goal >= 1.3)")
+
+        flops = step_flops_per_token(run)
+        ceilings = {name: matmul_ceiling(dtype) for name, dtype in
+                    (("bf16", torch.bfloat16), ("fp32", torch.float32))}
+        achieved = ours_rate * flops / 1e9
+        print(f"step: {flops / 1e6:.2f} MFLOP per token (FlopCounterMode), so {achieved:.0f} GFLOP/s "
+              f"(reference {ref_rate * flops / 1e9:.0f}); 2048^3 matmul ceiling bf16 "
+              f"{ceilings['bf16']:.0f} GFLOP/s, fp32 {ceilings['fp32']:.0f} GFLOP/s; interp at "
+              f"{100 * achieved / ceilings['bf16']:.0f}% of bf16 (goal >= 35%), "
+              f"{100 * achieved / ceilings['fp32']:.0f}% of fp32")
+        if args.attention:
+            compare_kernels(run, config, tokens, args)
 
         # What checkpoints add: evaluation, metrics flush and the atomic save, per checkpoint.
         from interp.checkpoints import checkpoint_schedule
@@ -102,6 +142,34 @@ def main() -> None:
         training = config.total_tokens / ours_rate
         print(f"one checkpoint (quick eval + metrics + save): {seconds:.2f} s; the default run's "
               f"{n_checkpoints} add {seconds * n_checkpoints:.0f} s to {training:.0f} s of training steps")
+
+
+def compare_kernels(run, config, tokens: int, args) -> None:
+    """The step with each attention kernel and optimiser forced, alternating in rounds."""
+    kinds = {}
+    for kernel in ("sdpa", "explicit"):
+        for fused in (False, True):
+            optimizer = make_optimizer(run.model, config.train)
+            if not fused:
+                optimizer = torch.optim.AdamW(optimizer.param_groups, lr=config.train.lr,
+                                              betas=(config.train.beta1, config.train.beta2))
+            kinds[f"{kernel:8s} fused AdamW {'yes' if fused else 'no '}"] = (kernel, optimizer)
+    rates = {name: [] for name in kinds}
+
+    def step(name: str) -> None:
+        kernel, run.optimizer = kinds[name]
+        run.model.set_attention_kernel(kernel)
+        _train_step(run, learning_rate(run.step, config.train))
+
+    for name in kinds:
+        timed(lambda: step(name), 2)
+    for _ in range(args.rounds):
+        for name in kinds:
+            rates[name].append(tokens / timed(lambda: step(name), args.steps))
+    best = max(statistics.median(r) for r in rates.values())
+    for name, r in rates.items():
+        print(f"  attention {name}: {statistics.median(r):10,.0f} tokens/s ({statistics.median(r) / best:.2f} of the best)")
+    run.model.set_attention_kernel("auto")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ nothing outside itself):
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ class AnalysisConfig:
     prefix_seq_len: int = 25
     prefix_repeats: int = 4
     ablate: bool = True
+    ablate_every: int = 4  # ablations at every 4th checkpoint, densely where things change (interp.costly); 1: all
     precision: str = "auto"  # loss forward passes only: "auto" (bf16 where fast, as training) or "fp32"
     seed: int = 0
 
@@ -67,6 +68,8 @@ class AnalysisConfig:
                   "pattern_examples": self.pattern_examples, "prefix_sequences": self.prefix_sequences,
                   "prefix_seq_len": self.prefix_seq_len}
         bad = [f"{k}={v}" for k, v in counts.items() if v < 1]
+        if self.ablate_every < 1:
+            bad.append(f"ablate_every={self.ablate_every}")
         if bad or self.prefix_repeats < 2 or self.seed < 0:
             raise InterpError(f"analysis sizes must be >= 1, prefix_repeats >= 2 and seed >= 0, "
                               f"not {', '.join(bad) or (self.prefix_repeats, self.seed)}")
@@ -135,14 +138,29 @@ def analyze_checkpoint(model, probes: Probes, config: AnalysisConfig) -> dict[st
     for kind, scores in circuits.composition_scores(model).items():
         row[f"composition_{kind}"] = scores.numpy()
     if config.ablate:
-        clean = losses[: config.ablation_examples]
-        with fast:
-            ablated = ablation.ablated_losses(model, probes.heldout[: config.ablation_examples])
-        row["ablation_icl_change"] = ablation.ablation_effects(clean, ablated, probes.late,
-                                                               probes.early).numpy()
-        delta = ablated[:, :, probes.pair_examples, probes.pair_positions] - pairs
-        row["ablation_per_token_change"] = delta.numpy().astype(np.float32)
+        row.update(ablation_row(model, probes, config, losses[: config.ablation_examples]))
     return row
+
+
+@torch.no_grad()
+def ablation_row(model, probes: Probes, config: AnalysisConfig,
+                 clean: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """The per-head ablation measures of one model: ``ablation_icl_change`` [L, H] (each head's
+    ablation's change of the ICL score) and ``ablation_per_token_change`` [L, H, pca_pairs].
+    ``clean``: the unablated per-token losses of the first ``ablation_examples`` held-out
+    sequences, when the caller has them already."""
+    from interp.device import autocast, pick_precision
+
+    device = next(model.parameters()).device
+    tokens = probes.heldout[: config.ablation_examples]
+    with autocast(device, pick_precision(config.precision, device)):
+        if clean is None:
+            clean = per_token_losses(model, tokens)
+        ablated = ablation.ablated_losses(model, tokens)
+    pairs = clean[probes.pair_examples, probes.pair_positions]
+    delta = ablated[:, :, probes.pair_examples, probes.pair_positions] - pairs
+    return {"ablation_icl_change": ablation.ablation_effects(clean, ablated, probes.late, probes.early).numpy(),
+            "ablation_per_token_change": delta.numpy().astype(np.float32)}
 
 
 def analyzed_steps(run_dir: Path) -> set[int]:
@@ -173,12 +191,59 @@ def analyze_run(run_dir: str | Path, config: AnalysisConfig = AnalysisConfig(),
     with runlock.hold(run_dir, "analyze", wait=wait):
         result: dict[str, Any] = {"analyzed": [], "skipped": {}, "recovered": _recover(run_dir)}
         todo = [c for c in found if c.step not in analyzed_steps(run_dir)]
+        probes = None
         if todo:
             data = rundata.analysis_data(run_dir, run_config, config.icl_examples, config.seed)
             probes = build_probes(data, run_config.model.n_ctx, config)
             _analyze_checkpoints(run_dir, todo, probes, config, run_config.tokens_per_step, result, progress)
-        update_phase(run_dir)
+        flat = update_phase(run_dir)
+        if config.ablate and _ablate_where_needed(run_dir, run_config, found, flat, probes, config, result):
+            update_phase(run_dir)  # the ablation projection needs the new rows
     return result
+
+
+def _ablate_where_needed(run_dir: Path, run_config, found: list, phase: dict, probes: Probes | None,
+                         config: AnalysisConfig, result: dict) -> bool:
+    """Ablate the analysed checkpoints that :func:`interp.costly.costly_steps` picks and that
+    have no ablation row yet; store them in group ``ablation``. True if any was added."""
+    from interp import costly
+    from interp.runs import run_status
+
+    rows = analysis_series(run_dir)
+    if not len(rows.get("step", [])) or costly.SERIES[0] in rows:  # an older, dense analysis
+        return False
+    window = None
+    if phase.get("phase/has_window"):
+        window = (float(phase["phase/window_start_tokens"]), float(phase["phase/window_end_tokens"]))
+    scores = [rows[k] for k in ("prefix_matching", "previous_token") if k in rows]
+    finished = run_status(run_dir) == "finished"
+    wanted = costly.costly_steps(rows["step"], scores, window, rows["tokens"], config.ablate_every, finished)
+    try:
+        done = {int(s) for s in store.steps(run_dir, costly.GROUP)}
+    except store.StoreError:
+        done = set()
+    by_step = {c.step: c for c in found}
+    todo = [by_step[int(s)] for s in wanted if int(s) not in done and int(s) in by_step]
+    if not todo:
+        return False
+    if probes is None:
+        data = rundata.analysis_data(run_dir, run_config, config.icl_examples, config.seed)
+        probes = build_probes(data, run_config.model.n_ctx, config)
+    for checkpoint in todo:
+        try:
+            model = checkpoints.load_model(checkpoint.path)
+        except InterpError as err:
+            log.warning("skipping the ablation of step %d: %s", checkpoint.step, err)
+            continue
+        row = ablation_row(model, probes, config)
+        row.update(step=checkpoint.step, tokens=checkpoint.step * run_config.tokens_per_step)
+        with store.update(run_dir) as handle:
+            store.append(handle, costly.GROUP, {k: [v] for k, v in row.items()})
+            handle[costly.GROUP].attrs.update({"ablate_every": config.ablate_every, "margin": costly.MARGIN,
+                                               "change": costly.CHANGE,
+                                               "ablation_examples": config.ablation_examples})
+        result.setdefault("ablated", []).append(checkpoint.step)
+    return True
 
 
 def _recover(run_dir: Path) -> str | None:
@@ -200,7 +265,7 @@ def _analyze_checkpoints(run_dir: Path, todo: list, probes: Probes, config: Anal
             log.warning("skipping step %d: %s", checkpoint.step, err)
             result["skipped"][checkpoint.step] = str(err)
             continue
-        row = analyze_checkpoint(model, probes, config)
+        row = analyze_checkpoint(model, probes, replace(config, ablate=False))  # ablations: sparse, after
         row.update(step=checkpoint.step, tokens=checkpoint.step * tokens_per_step)
         with store.update(run_dir) as handle:
             store.append(handle, GROUP, {k: [v] for k, v in row.items()})
@@ -270,14 +335,23 @@ def drop_analysis(run_dir: str | Path) -> None:
         if not (run_dir / store.FILENAME).exists():
             return
         with store.update(run_dir) as handle:
-            for group in (GROUP, "phase", PROBES_GROUP):
+            for group in (GROUP, "phase", PROBES_GROUP, "ablation"):
                 if group in handle:
                     del handle[group]
 
 
 def analysis_series(run_dir: str | Path) -> dict[str, np.ndarray]:
-    """The ``analysis`` group sorted by step (rows may be appended out of order)."""
-    return store.series_by_step(Path(run_dir), GROUP)
+    """The ``analysis`` group sorted by step (rows may be appended out of order), with the
+    sparse ablation series aligned to it (NaN where a checkpoint was not ablated;
+    :mod:`interp.costly`)."""
+    from interp import costly
+
+    rows = store.series_by_step(Path(run_dir), GROUP)
+    try:
+        sparse = store.series(Path(run_dir), costly.GROUP)
+    except store.StoreError:
+        sparse = {}
+    return costly.aligned(rows, sparse)
 
 
 def update_phase(run_dir: str | Path) -> dict[str, Any]:

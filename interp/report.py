@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from interp import store
+from interp import costly, store
 from interp.analysis import analysis_series
 from interp.composition_trend import Baseline, composition_trend, describe, random_baseline, window_from_phase
 from interp.errors import InterpError
@@ -106,8 +106,7 @@ def _head_lines(rows: dict, phase: dict, baseline: Baseline | None = None) -> li
         formed = phase.get(f"head_{layer}.{head}_formation_tokens", np.nan)
         lag = phase.get(f"head_{layer}.{head}_lag_log10", np.nan)
         low, high = phase.get(f"head_{layer}.{head}_lag_low", np.nan), phase.get(f"head_{layer}.{head}_lag_high", np.nan)
-        ablation = rows.get("ablation_icl_change")
-        ablated = f", ablation changes ICL by {ablation[-1, layer, head]:+.3f}" if ablation is not None else ""
+        ablated = _last_ablation(rows, layer, head)
         lines.append(f"head {layer}.{head}   prefix matching {rows['prefix_matching'][-1, layer, head]:.2f}, "
                      f"copying {rows['copying_ov'][-1, layer, head]:+.2f}{ablated}; formed at "
                      f"{formed / 1e6:.2f}M tokens; lag to the ICL change {lag:+.3f} log10 tokens "
@@ -195,13 +194,23 @@ def figure_loss_by_position(run_dir: Path, rows: dict, out: Path) -> Path:
     return _save(fig, out / f"{run_dir.name}_loss_by_position.png")
 
 
+def _last_ablation(rows: dict, layer: int, head: int) -> str:
+    """", ablation changes ICL by x (at N tokens)" from the newest ablated checkpoint, or ""."""
+    ablation = rows.get("ablation_icl_change")
+    if ablation is None or not costly.measured(ablation).any():
+        return ""
+    last = np.flatnonzero(costly.measured(ablation))[-1]
+    at = "" if last == len(ablation) - 1 else f" (at {rows['tokens'][last] / 1e6:.2f}M tokens)"
+    return f", ablation changes ICL by {ablation[last, layer, head]:+.3f}{at}"
+
+
 def figure_ablation(run_dir: Path, rows: dict, phase: dict, out: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     if "ablation_icl_change" not in rows:
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
-    keep = rows["tokens"] > 0
+    keep = (rows["tokens"] > 0) & costly.measured(rows["ablation_icl_change"])  # sparse: interp.costly
     _per_head(ax, rows["tokens"][keep], rows["ablation_icl_change"][keep])
     ax.axhline(0, color="k", lw=0.5)
     _over_tokens(ax, phase, "ICL score change when ablated (nats)",

@@ -59,6 +59,32 @@ def test_analyze_run__measures_every_checkpoint_once(analysed_run):
         assert "phase" in handle and "has_window" in handle["phase"].attrs
 
 
+def test_analyze_run__ablates_the_costly_steps_and_their_rows_equal_a_dense_analysis(analysed_run):
+    # Catches: ablating every checkpoint (no saving) or the wrong ones (the rule not applied to
+    # the stored series), ablation rows filed under the wrong step, and a sparse ablation row
+    # that differs from the dense analysis of the same checkpoint.
+    from interp import costly, rundata
+    from interp.analysis import build_probes
+    from interp.runs import read_config
+
+    run_dir, _ = analysed_run
+    rows, phase = analysis_series(run_dir), store.attrs(run_dir, "phase")
+    window = (phase["window_start_tokens"], phase["window_end_tokens"]) if phase["has_window"] else None
+    wanted = costly.costly_steps(rows["step"], [rows["prefix_matching"], rows["previous_token"]], window,
+                                 rows["tokens"], FAST.ablate_every, finished=True)
+    stored = np.sort(store.series(run_dir, costly.GROUP)["step"])
+    assert stored.tolist() == wanted.tolist() and len(stored) < len(rows["step"])
+    assert costly.measured(rows["ablation_icl_change"]).sum() == len(stored)
+    config = read_config(run_dir)
+    probes = build_probes(rundata.analysis_data(run_dir, config, FAST.icl_examples, FAST.seed),
+                          config.model.n_ctx, FAST)
+    k = int(np.flatnonzero(rows["step"] == stored[-1])[0])
+    model = checkpoints.load_model(checkpoints.list_checkpoints(run_dir)[k].path)
+    dense = analyze_checkpoint(model, probes, FAST)
+    np.testing.assert_allclose(rows["ablation_icl_change"][k], dense["ablation_icl_change"], atol=1e-6)
+    np.testing.assert_allclose(rows["ablation_per_token_change"][k], dense["ablation_per_token_change"], atol=1e-6)
+
+
 def test_analyze_run__skips_a_corrupt_checkpoint_and_analyses_the_rest(analysed_run, tmp_path):
     run_dir, _ = analysed_run
     copy = tmp_path / "copy"
