@@ -4,6 +4,7 @@ labels, formation, lag."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -72,6 +73,42 @@ TREND_ATTRS = {"prefix": "prefix", "null": "null", "effect": "effect", "z": "z",
                "passes": "passes", "peak_effect": "peak_effect", "peak_tokens": "peak_tokens"}
 LAG_ATTRS = {"log10": "lag_log10", "ratio": "ratio", "low": "low", "high": "high",
              "resolution": "resolution_log10", "resolved": "resolved", "block": "block"}
+
+
+def describe_head(phase: dict[str, Any], name: str) -> str:
+    """One labelled head ("l.h") as text, from the ``phase`` attributes (without the ``phase/``
+    prefix): its label, prefix matching against the null with effect and z, OV copying, and
+    the slope of the effect over the tail with its z and the head's steepest slope; a fading
+    head's peak. For the report, the summary and the app alike."""
+    def get(key: str) -> float:
+        try:
+            return float(phase.get(f"head_{name}_{key}", np.nan))
+        except (TypeError, ValueError):
+            return float("nan")
+
+    label = _text(phase.get(f"head_{name}_label", "")) or "unlabelled"
+    passes = get("passes") == 1.0
+    status = "" if passes else {"forming": " (not passing yet)", "fading": " (no longer passes)"}.get(label, "")
+    if np.isfinite(get("null")):
+        evidence = (f"prefix matching {get('prefix'):.2f} vs null {get('null'):.2f} "
+                    f"(effect {get('effect'):+.2f}, z {get('z'):.1f})")
+    else:
+        evidence = f"prefix matching {get('prefix'):.2f} (no null measured)"
+    tail = f"{get('tail'):.0f}" if np.isfinite(get("tail")) else "?"
+    text = (f"head {name:<5} {label}{status}: {evidence}, OV copying {get('copying'):+.2f}; last {tail} "
+            f"checkpoints {get('slope'):+.2f} per decade (z {get('slope_z'):.1f}; steepest {get('steepest'):+.2f})")
+    if label == "fading":
+        text += f"; peak {get('peak_effect'):+.2f} at {get('peak_tokens') / 1e6:.2f}M tokens"
+    return text
+
+
+def labelled_heads(phase: dict[str, Any]) -> list[tuple[str, str]]:
+    """[("l.h", label)] from ``head_labels`` ("1.1:formed,1.2:forming"); [] when absent."""
+    return [tuple(item.split(":", 1)) for item in _text(phase.get("head_labels", "")).split(",") if ":" in item]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
 
 
 def _scalar(source, attr: str) -> float:

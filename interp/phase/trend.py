@@ -45,11 +45,12 @@ towards ``formed``, and the report shows the slope and its z beside it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 
-from interp.phase.heads import RULE, InductionRule, passes_legacy_rule, passes_rule, prefix_evidence
+from interp.phase.heads import (RULE, SE_FLOOR, InductionRule, passes_legacy_rule, passes_rule,
+                                 prefix_evidence)
 from interp.phase.noise import increment_noise
 from interp.phase.smoothing import log_tokens_and
 
@@ -72,9 +73,10 @@ class TrendRule:
 TREND = TrendRule()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HeadTrend:
-    """One head's label and the evidence behind it (end values are at the last checkpoint)."""
+    """One head's label and the evidence behind it (end values are at the last checkpoint).
+    Equal when every field is, NaN equal to NaN (the old rule has no null and no z)."""
 
     label: str  # "formed", "forming", "fading" or ""
     passes: bool  # the rule at the last checkpoint
@@ -90,6 +92,14 @@ class HeadTrend:
     peak_effect: float
     peak_tokens: float
     ever_passed: bool
+
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HeadTrend):
+            return NotImplemented
+        return all(x == y or (x != x and y != y) for x, y in zip(astuple(self), astuple(other)))
+
+    __hash__ = None  # equality with NaN; never used as a key
 
 
 def tail_length(n: int, rule: TrendRule = TREND) -> int:
@@ -183,12 +193,11 @@ def head_trend(tokens, prefix, copying, null=None, prefix_stderr=None, null_stde
 
 
 def _ratio(value: float, sd: float) -> float:
-    """value / sd; 0 for 0 / 0, +-inf for a nonzero value without noise, NaN for NaN."""
+    """value / max(sd, SE_FLOOR) (NaN for NaN): a noiseless series (synthetic, hand-built) gets a
+    finite z, and a slope that is rounding error (1e-14) on a constant series a z of about 0."""
     if not (np.isfinite(value) and np.isfinite(sd)):
         return float("nan")
-    if sd > 0:
-        return value / sd
-    return 0.0 if value == 0 else math.copysign(math.inf, value)
+    return value / max(sd, SE_FLOOR)
 
 
 def head_trends(tokens, prefix, copying, null=None, prefix_stderr=None, null_stderr=None,
