@@ -13,7 +13,7 @@ null), its z_c and pass_c (the whole rule, copying included). Then, with C check
   tail alone: before a head forms its score is quiet (the default run's head moves by ~0.002
   between checkpoints, by ~0.015 once formed), and the formation itself is signal, so a longer
   stretch would understate or overstate it (on the stored Markov run, 13 tail checkpoints give
-  a walk of 0.007-0.02 per checkpoint, 20-30 reach back into the formation and give 0.08-0.13).
+  a walk of 0.007-0.02 per checkpoint, 20-30 reach back into the formation and give 0.075-0.13).
   sd(b) = that noise's sd of the slope's weights w_c = (x_c - mean x) / sum (x - mean x)^2 on
   the tail. Where it cannot be estimated (a tail of fewer than 6 checkpoints), the tail fit's
   residual sd (white noise, k - 2 degrees of freedom). slope z = b / sd(b).
@@ -21,7 +21,7 @@ null), its z_c and pass_c (the whole rule, copying included). Then, with C check
 - **rising** <=> slope z >= 3 and b >= max(0.1 per decade, 0.25 x steepest): significant,
   material (0.1 more prefix matching per tenfold more tokens) and at least a quarter of the
   head's own fastest rise, so that the slow sharpening that follows a formation (the default
-  run's head: about 0.2 per decade at the end against several per decade while it formed)
+  run's head: +0.36 per decade at the end against 2.5 over its steepest 15 checkpoints)
   counts as levelled off.
 - **falling** <=> slope z <= -3 and b <= -0.1 per decade.
 - **fallen** <=> max_c d_c - mean of d over the tail >= 0.1 and that difference is at least 3
