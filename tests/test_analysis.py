@@ -241,3 +241,22 @@ def test_analysis_rows__a_new_series_is_backfilled_with_nan_for_rows_analysed_be
     rows = analysis_series(tmp_path)
     assert rows["step"].tolist() == [5, 10, 20] and rows["prefix_matching_null"].shape == (3, 2, 2)
     assert (rows["prefix_matching_null"][0] == 0.25).all() and np.isnan(rows["prefix_matching_null"][1:]).all()
+
+
+def test_update_phase__an_analysis_without_the_null_falls_back_to_the_old_rule_and_says_so(analysed_run, tmp_path):
+    # A run analysed before the null series existed: update_phase, summarize and text_report must
+    # not crash, must classify by the old rule, and must say so. Catches a KeyError on the
+    # missing series and a silent fallback.
+    from interp.analysis import GROUP, update_phase
+    from interp.report import text_report
+
+    run_dir, _ = analysed_run
+    copy = tmp_path / "old"
+    shutil.copytree(run_dir, copy)
+    with store.update(copy) as handle:
+        for name in ("prefix_matching_stderr", "prefix_matching_null", "prefix_matching_null_stderr"):
+            del handle[GROUP][name]
+    flat = update_phase(copy)
+    assert flat["phase/induction_rule"] == "legacy"
+    text = text_report(copy)
+    assert "old rule: prefix matching > 0.4 and OV copying > 0" in text and f"'interp analyze {copy} --redo'" in text
