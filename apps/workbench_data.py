@@ -24,6 +24,7 @@ VIEW_ERRORS = (InterpError, OSError, ValueError, KeyError, IndexError, RuntimeEr
 
 HEAD_SCORES = {
     "prefix matching": "prefix_matching",
+    "prefix matching null (nothing repeated)": "prefix_matching_null",
     "copying (OV eigenvalues)": "copying_ov",
     "copying (empirical)": "copying_empirical",
     "previous token": "previous_token",
@@ -299,6 +300,30 @@ def induction_heads(run: str | Path) -> str:
     if isinstance(value, bytes):
         value = value.decode()
     return str(value) if value else ""
+
+
+def head_labels(run: str | Path) -> list[tuple[str, str]]:
+    """[("l.h", "formed" | "forming" | "fading")] of the run's labelled heads (phase group)."""
+    from interp.phase.report import labelled_heads
+
+    return labelled_heads(phase(run))
+
+
+def head_evidence(run: str | Path, layer: int, head: int) -> dict[str, Any] | None:
+    """A labelled head's evidence from the phase group: ``text`` (the report's line), ``label``,
+    ``rule`` ("null" or "legacy") and the numbers (prefix, null, z, effect, copying, slope,
+    slope_z, ...); None for a head without a label. Torch-free (numpy-only interp.phase)."""
+    from interp.phase.report import describe_head
+
+    attrs = phase(run)
+    name = f"{layer}.{head}"
+    if name not in dict(head_labels(run)):
+        return None
+    prefix = f"head_{name}_"
+    numbers = {k.removeprefix(prefix): v for k, v in attrs.items() if k.startswith(prefix)}
+    rule = attrs.get("induction_rule", "")
+    return {**numbers, "text": describe_head(attrs, name),
+            "rule": rule.decode() if isinstance(rule, bytes) else str(rule)}
 
 
 def token_strings(data, ids: list[int]) -> list[str]:

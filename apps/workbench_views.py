@@ -209,8 +209,9 @@ def atlas_view(runs: list[Path]) -> None:
     values = np.asarray(an[key][i], dtype=float)
     n_layers, n_heads = values.shape
     heads = [f"{l}.{h}" for l in range(n_layers) for h in range(n_heads)]
+    labels = ", ".join(f"{name} {label}" for name, label in D.head_labels(run))
     st.caption(f"step {steps[i]}, {D.fmt_tokens(an['tokens'][i])} tokens; induction heads found: "
-               f"{D.induction_heads(run) or 'none'}")
+               f"{D.induction_heads(run) or 'none'}" + (f" (at the end: {labels})" if labels else ""))
     grid = pd.DataFrame({"layer": np.repeat(np.arange(n_layers), n_heads),
                          "head": np.tile(np.arange(n_heads), n_layers), "value": values.ravel()})
     st.caption("Click a cell to open that head's detail.")
@@ -280,6 +281,7 @@ def head_view(runs: list[Path]) -> None:
     frames = [pd.DataFrame({"tokens": an["tokens"], "score": label,
                             "value": np.asarray(an[key], dtype=float)[:, layer, head]})
               for label, key in D.HEAD_SCORES.items() if key in an]
+    _induction_evidence(run, layer, head)
     st.subheader("Scores over training")
     scores = pd.concat(frames)
     _chart(scores[scores["tokens"] > 0], C.lines("tokens", "value", "score", log_x=True, points=True))
@@ -305,6 +307,30 @@ def head_view(runs: list[Path]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     if "composition_k" in an:
         _composition_over_training(run, an, layer, head)
+
+
+def _induction_evidence(run: Path, layer: int, head: int) -> None:
+    """The head's trend label and the evidence of the induction-head rule at the last analysed
+    checkpoint (docs/PHASE.md), or why it has none."""
+    from interp.phase.heads import RULE
+
+    evidence = D.head_evidence(run, layer, head)
+    st.subheader("Induction-head rule")
+    if evidence is None:
+        st.caption(f"Head {layer}.{head} is not labelled: it does not pass the rule at the end and is neither "
+                   f"forming nor fading (rule: prefix matching above its null by z > {RULE.min_z:g} and by "
+                   f"more than {RULE.min_effect:g}, OV copying > {RULE.min_copying:g}).")
+        return
+    cols = st.columns(6)
+    fmt = {"prefix": "{:.2f}", "null": "{:.2f}", "z": "{:.1f}", "copying": "{:+.2f}", "slope": "{:+.2f}"}
+    cols[0].metric("label", str(evidence.get("label", "-")))
+    for col, (key, pattern) in zip(cols[1:], fmt.items()):
+        value = float(evidence.get(key, float("nan")))
+        col.metric({"prefix": "prefix matching", "null": "null", "z": "z", "copying": "OV copying",
+                    "slope": "slope / decade"}[key], pattern.format(value) if np.isfinite(value) else "-")
+    note = (f" Classified by the old rule (prefix matching > {RULE.legacy_prefix:g}): this analysis has no "
+            f"null; `interp analyze --redo` measures it." if evidence["rule"] == "legacy" else "")
+    st.caption(evidence["text"] + "." + note)
 
 
 def _composition_over_training(run: Path, an: dict, layer: int, head: int) -> None:

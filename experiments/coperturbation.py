@@ -86,7 +86,7 @@ def main() -> None:
     lines = [
         f"1-layer: the smeared-key model gains a phase change and a head with prefix matching > 0.4 "
         f"(and the plain one has neither) for {len(gained)} of {len(seeds)} seeds; it passes the full "
-        f"induction-head rule (prefix matching > 0.4 and positive OV-eigenvalue copying) for "
+        f"induction-head rule (interp.phase.heads: prefix matching against its null, positive OV copying) for "
         f"{len(by_rule)} of {len(seeds)}.",
         f"2-layer: the smeared-key phase change comes earlier by "
         f"{mean_spread([v / 1e6 for v in shifts])} M tokens at the window start and "

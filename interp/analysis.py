@@ -14,7 +14,10 @@ nothing outside itself):
 - the first ``ablation_examples`` of them for ablations, and ``pca_pairs`` fixed (example,
   position) pairs among those for the per-token-loss vector;
 - repeated random tokens (25 x 4 after BOS, mid-frequency pool) for prefix matching,
-  duplicate-token and empirical copying scores;
+  duplicate-token and empirical copying scores, and the same layout with nothing repeated
+  (:func:`interp.measures.heads.unrepeated_token_probe`) for prefix matching's null: what each
+  head scores when token identity gives it nothing to follow (the induction-head rule,
+  :mod:`interp.phase.heads`, judges the score against it);
 - the first ``pattern_examples`` held-out sequences (real text) for previous-token scores;
 - the copyable tokens (:func:`interp.measures.vocab.dataset_copyable_tokens`: seen in the
   training data, minus BOS/EOS/EOT/pad and every other special token) over which both copying
@@ -64,9 +67,11 @@ class AnalysisConfig:
         if self.icl_examples < 2:
             raise InterpError(f"--icl-examples must be at least 2 (the ICL score's standard error "
                               f"needs two sequences), not {self.icl_examples}")
+        if self.prefix_sequences < 2:
+            raise InterpError(f"analysis prefix_sequences must be at least 2 (the prefix-matching score's "
+                              f"standard error against its null needs two sequences), not {self.prefix_sequences}")
         counts = {"ablation_examples": self.ablation_examples, "pca_pairs": self.pca_pairs,
-                  "pattern_examples": self.pattern_examples, "prefix_sequences": self.prefix_sequences,
-                  "prefix_seq_len": self.prefix_seq_len}
+                  "pattern_examples": self.pattern_examples, "prefix_seq_len": self.prefix_seq_len}
         bad = [f"{k}={v}" for k, v in counts.items() if v < 1]
         if self.ablate_every < 1:
             bad.append(f"ablate_every={self.ablate_every}")
@@ -88,6 +93,7 @@ class Probes:
     late: int
     early: int
     copyable: torch.Tensor | None = None  # [n] token ids the copying scores run over; None: all
+    null: heads.RepeatedTokens | None = None  # the repeated probe's layout, nothing repeated
 
 
 def build_probes(data, n_ctx: int, config: AnalysisConfig) -> Probes:
@@ -102,7 +108,8 @@ def build_probes(data, n_ctx: int, config: AnalysisConfig) -> Probes:
     late, early = icl_indices(n_ctx)
     return Probes(data.heldout_batch(config.icl_examples, seed=config.seed), repeated,
                   torch.from_numpy(pair_examples), torch.from_numpy(pair_positions), late, early,
-                  copyable=vocab.dataset_copyable_tokens(data))
+                  copyable=vocab.dataset_copyable_tokens(data),
+                  null=heads.unrepeated_token_probe(pool, repeated, config.seed))
 
 
 @torch.no_grad()
@@ -128,6 +135,7 @@ def analyze_checkpoint(model, probes: Probes, config: AnalysisConfig) -> dict[st
         "per_token_loss": pairs.numpy(),
         "prefix_matching": heads.prefix_matching_score(repeated_patterns, repeated.seq_len,
                                                        repeated.repeats, repeated.offset).numpy(),
+        **_prefix_matching_spread(model, repeated, repeated_patterns, probes.null),
         "duplicate_token": heads.duplicate_token_score(repeated_patterns, repeated.seq_len,
                                                        repeated.repeats, repeated.offset).numpy(),
         "previous_token": heads.previous_token_score(text_patterns).numpy(),
@@ -161,6 +169,21 @@ def ablation_row(model, probes: Probes, config: AnalysisConfig,
     delta = ablated[:, :, probes.pair_examples, probes.pair_positions] - pairs
     return {"ablation_icl_change": ablation.ablation_effects(clean, ablated, probes.late, probes.early).numpy(),
             "ablation_per_token_change": delta.numpy().astype(np.float32)}
+
+
+def _prefix_matching_spread(model, repeated: heads.RepeatedTokens, patterns: torch.Tensor,
+                            null: heads.RepeatedTokens | None) -> dict[str, np.ndarray]:
+    """The prefix-matching score's standard error over the probe's sequences and, with a null
+    probe, the null's mean and standard error ([L, H] each): what the induction-head rule
+    (:func:`interp.phase.heads.prefix_evidence`) weighs the score against."""
+    def stats(probe: heads.RepeatedTokens, pattern: torch.Tensor):
+        return heads.mean_and_stderr(heads.prefix_matching_per_sequence(pattern, probe.seq_len,
+                                                                         probe.repeats, probe.offset))
+    out = {"prefix_matching_stderr": stats(repeated, patterns)[1].numpy()}
+    if null is not None:
+        mean, stderr = stats(null, heads.attention_patterns(model, null.tokens))
+        out.update(prefix_matching_null=mean.numpy(), prefix_matching_null_stderr=stderr.numpy())
+    return out
 
 
 def analyzed_steps(run_dir: Path) -> set[int]:
@@ -268,6 +291,7 @@ def _analyze_checkpoints(run_dir: Path, todo: list, probes: Probes, config: Anal
         row = analyze_checkpoint(model, probes, replace(config, ablate=False))  # ablations: sparse, after
         row.update(step=checkpoint.step, tokens=checkpoint.step * tokens_per_step)
         with store.update(run_dir) as handle:
+            _backfill(handle, row)
             store.append(handle, GROUP, {k: [v] for k, v in row.items()})
             handle[GROUP].attrs.update({**asdict(config), "icl_late_index": probes.late,
                                         "icl_early_index": probes.early,
@@ -275,6 +299,21 @@ def _analyze_checkpoints(run_dir: Path, todo: list, probes: Probes, config: Anal
                                         "prefix_matching_repeats": probes.repeated.repeats,
                                         "bos": probes.repeated.offset, **_copying_attrs(probes.copyable)})
         result["analyzed"].append(checkpoint.step)
+
+
+def _backfill(handle: Any, row: dict[str, Any]) -> None:
+    """Give a series this row brings, and that rows analysed before lack (measured by an older
+    interp: the prefix-matching null, say), NaN for those rows, so that every series keeps one
+    entry per stored step. NaN means "not measured"; readers fall back where it matters
+    (:func:`update_phase`), and ``interp analyze --redo`` measures it."""
+    if GROUP not in handle or "step" not in handle[GROUP]:
+        return
+    group = handle[GROUP]
+    n = len(group["step"])
+    missing = {k: v for k, v in row.items() if k not in group and k not in ("step", "tokens")}
+    if n and missing:
+        store.append(handle, GROUP, {k: np.full((n, *np.shape(v)), np.nan, dtype=np.float32)
+                                     for k, v in missing.items()})
 
 
 def _copying_attrs(copyable: torch.Tensor | None) -> dict[str, Any]:
@@ -358,7 +397,8 @@ def update_phase(run_dir: str | Path) -> dict[str, Any]:
     """Recompute the run-level phase statistics from the stored series; store group ``phase``.
 
     Stores the flat ``phase/...`` scalars of :func:`interp.phase.analyse_phase` as attributes
-    and, when there is a window and ablations, ``phase/ablation_projection`` [A, layer, head]:
+    (the heads classified against the prefix-matching null when every row has it, else by the
+    old rule: ``phase/induction_rule``) and, when there is a window and ablations, ``phase/ablation_projection`` [A, layer, head]:
     each head's ablation loss change projected on the unit vector from the mean per-token
     loss before the window to the mean after it.
     """
@@ -370,7 +410,9 @@ def update_phase(run_dir: str | Path) -> dict[str, Any]:
     train = store.series(run_dir, "train")
     band = icl_band_score(rows["loss_by_position"])  # the window is found on the smoother band
     report = analyse_phase(rows["tokens"], band, train.get("tokens", np.zeros(0)),
-                           train.get("loss", np.zeros(0)), rows["prefix_matching"], rows["copying_ov"])
+                           train.get("loss", np.zeros(0)), rows["prefix_matching"], rows["copying_ov"],
+                           null=rows.get("prefix_matching_null"), prefix_stderr=rows.get("prefix_matching_stderr"),
+                           null_stderr=rows.get("prefix_matching_null_stderr"))
     flat = {**report.to_flat_dict(), "phase/icl_estimator": "band",
             "phase/icl_band_half_width": band_half_width(rows["loss_by_position"].shape[1])}
     if report.window is not None:

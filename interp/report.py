@@ -97,20 +97,15 @@ def text_report(run_dir: str | Path) -> str:
 
 
 def _head_lines(rows: dict, phase: dict, baseline: Baseline | None = None) -> list[str]:
-    found = str(phase.get("induction_heads", "")).strip()
-    if not found:
-        return ["induction  no head passes the induction rule (prefix matching and positive copying)"]
+    """Per induction head (the summary above gave each labelled head's label and evidence): the
+    ablation effect, the lag to the ICL change and the K-composition trend."""
     lines = []
-    for name in found.split(","):
-        layer, head = (int(x) for x in name.split("."))
-        formed = phase.get(f"head_{layer}.{head}_formation_tokens", np.nan)
+    for layer, head in _induction_heads(phase):
         lag = phase.get(f"head_{layer}.{head}_lag_log10", np.nan)
         low, high = phase.get(f"head_{layer}.{head}_lag_low", np.nan), phase.get(f"head_{layer}.{head}_lag_high", np.nan)
         ablated = _last_ablation(rows, layer, head)
-        lines.append(f"head {layer}.{head}   prefix matching {rows['prefix_matching'][-1, layer, head]:.2f}, "
-                     f"copying {rows['copying_ov'][-1, layer, head]:+.2f}{ablated}; formed at "
-                     f"{formed / 1e6:.2f}M tokens; lag to the ICL change {lag:+.3f} log10 tokens "
-                     f"(90% interval {low:+.3f}..{high:+.3f})")
+        lines.append(f"lag {layer}.{head:<4}  to the ICL change {lag:+.3f} log10 tokens (90% interval "
+                     f"{low:+.3f}..{high:+.3f}){ablated}")
         if "composition_k" in rows:
             trend = composition_trend(rows, layer, head, window_from_phase(phase), baseline)
             lines.append(f"           {describe(trend)}")
@@ -195,13 +190,13 @@ def figure_loss_by_position(run_dir: Path, rows: dict, out: Path) -> Path:
 
 
 def _last_ablation(rows: dict, layer: int, head: int) -> str:
-    """", ablation changes ICL by x (at N tokens)" from the newest ablated checkpoint, or ""."""
+    """"; ablation changes ICL by x (at N tokens)" from the newest ablated checkpoint, or ""."""
     ablation = rows.get("ablation_icl_change")
     if ablation is None or not costly.measured(ablation).any():
         return ""
     last = np.flatnonzero(costly.measured(ablation))[-1]
     at = "" if last == len(ablation) - 1 else f" (at {rows['tokens'][last] / 1e6:.2f}M tokens)"
-    return f", ablation changes ICL by {ablation[last, layer, head]:+.3f}{at}"
+    return f"; ablation changes ICL by {ablation[last, layer, head]:+.3f}{at}"
 
 
 def figure_ablation(run_dir: Path, rows: dict, phase: dict, out: Path) -> Path | None:

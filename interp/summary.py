@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import numpy as np
 
 from interp import checkpoints, store
-
-
-def induction_threshold() -> float:
-    """The prefix-matching threshold of the induction-head rule: the default ``prefix_threshold``
-    of :func:`interp.phase.classify_induction_heads`, read from its signature so that the
-    summary never quotes a number of its own."""
-    from interp.phase import classify_induction_heads
-
-    return float(inspect.signature(classify_induction_heads).parameters["prefix_threshold"].default)
+from interp.phase.heads import LEGACY, RULE
+from interp.phase.report import describe_head, labelled_heads
 
 
 def training_clock(train: dict) -> np.ndarray:
@@ -43,15 +35,6 @@ def wall_clock(train: dict) -> float:
     return float(wall[ends].sum() + wall[-1])
 
 
-def first_crossing(values: np.ndarray, threshold: float) -> int | None:
-    """Index of the first value above ``threshold`` after which it never falls back below."""
-    above = values > threshold
-    if not above[-1]:
-        return None
-    below = np.flatnonzero(~above)
-    return 0 if below.size == 0 else int(below[-1] + 1)
-
-
 def summarize(run_dir: str | Path) -> str:
     """Lines a researcher wants after training: shape, budget, losses, ICL, induction heads."""
     run_dir = Path(run_dir)
@@ -75,6 +58,7 @@ def summarize(run_dir: str | Path) -> str:
         lines.append(f"loss       train {train['loss'][0]:.3f} -> {train['loss'][-1]:.3f}")
     if len(evals.get("step", [])):
         lines += _eval_lines(evals, train)
+    lines += induction_lines(run_dir, train)
     lines.append(f"checkpoints {len(checkpoints.list_checkpoints(run_dir))} in {run_dir}/step_*; "
                  f"metrics in {run_dir / store.FILENAME}")
     return "\n".join(lines)
@@ -82,7 +66,7 @@ def summarize(run_dir: str | Path) -> str:
 
 def _eval_lines(evals: dict, train: dict) -> list[str]:
     attrs = evals["attrs"]
-    icl, stderr, tokens = evals["icl_score"], evals["icl_score_stderr"], evals["tokens"]
+    icl, stderr = evals["icl_score"], evals["icl_score_stderr"]
     lines = [f"val loss   {evals['val_loss'][0]:.3f} -> {evals['val_loss'][-1]:.3f}",
              f"ICL score  {icl[0]:+.3f} -> {icl[-1]:+.3f} (+-{stderr[-1]:.3f}; loss at token "
              f"{attrs.get('icl_late_index')} minus token {attrs.get('icl_early_index')}, "
@@ -92,18 +76,39 @@ def _eval_lines(evals: dict, train: dict) -> list[str]:
         best = int(np.argmax(prefix[-1, layer]))
         lines.append(f"layer {layer}    best prefix-matching head {layer}.{best}: "
                      f"{prefix[0, layer, best]:.2f} -> {prefix[-1, layer, best]:.2f}")
-    # Induction heads need an earlier layer's previous-token head, so layer 0 is left out,
-    # except in 1-layer models (smeared keys), where layer 0 is all there is.
-    late = prefix[:, 1:].max(axis=(1, 2)) if prefix.shape[1] > 1 else prefix[:, 0].max(axis=1)
-    heads = "layer >= 1" if prefix.shape[1] > 1 else "layer 0"
-    threshold = induction_threshold()
-    crossing = first_crossing(late, threshold)
-    if crossing is None:
-        lines.append(f"induction  no head of {heads} holds prefix matching above {threshold:g}")
-    else:
-        seconds = (np.interp(tokens[crossing], train["tokens"], training_clock(train))
-                   if len(train.get("tokens", [])) else float("nan"))
-        lines.append(f"induction  a head of {heads} passes {threshold:g} prefix matching from "
-                     f"{int(tokens[crossing]):,} tokens ({seconds / 60:.1f} min of training) on; "
-                     f"ICL score there {icl[crossing]:+.3f}")
     return lines
+
+
+def induction_lines(run_dir: Path, train: dict) -> list[str]:
+    """The induction heads as the analysis classified and labelled them (``phase`` group), one
+    line per labelled head with its evidence (:mod:`interp.phase.heads`, :mod:`interp.phase.trend`);
+    or what to run to get them."""
+    phase = store.attrs(run_dir, "phase")
+    old = f"prefix matching > {RULE.legacy_prefix:g} and OV copying > {RULE.min_copying:g}"
+    if "head_labels" not in phase:
+        if "induction_heads" in phase:  # analysed by an interp without the null and the labels
+            return [f"induction  heads {phase['induction_heads'] or 'none'} by the old rule ({old}); "
+                    f"'interp analyze {run_dir}' judges them against their null and labels them"]
+        return [f"induction  not classified yet: 'interp analyze {run_dir}' judges each head's prefix "
+                f"matching against its null (a head that ignores which tokens repeat) and labels it"]
+    labels = labelled_heads(phase)
+    found = ", ".join(f"{name} {label}" for name, label in labels) or "no head formed, forming or fading"
+    if phase.get("induction_rule") == LEGACY:
+        lines = [f"induction  {found} (old rule: {old}; this analysis has no prefix-matching null: "
+                 f"'interp analyze {run_dir} --redo' measures it)"]
+    else:
+        lines = [f"induction  {found} (rule: prefix matching above its null by z > {RULE.min_z:g} and by "
+                 f"more than {RULE.min_effect:g}, OV copying > {RULE.min_copying:g}; docs/PHASE.md)"]
+    return lines + [head_line(phase, name, train) for name, _ in labels]
+
+
+def head_line(phase: dict, name: str, train: dict | None = None) -> str:
+    """:func:`interp.phase.report.describe_head` plus, once formed, when (in minutes of training)."""
+    text = describe_head(phase, name)
+    formed = float(phase.get(f"head_{name}_formation_tokens", np.nan))
+    if np.isfinite(formed):
+        minutes = ""
+        if train and len(train.get("tokens", [])):
+            minutes = f" ({np.interp(formed, train['tokens'], training_clock(train)) / 60:.1f} min of training)"
+        text += f"; half its final score at {formed / 1e6:.2f}M tokens{minutes}"
+    return text

@@ -132,3 +132,30 @@ def build_bos_suppressing_copier(d_vocab: int = 12, n_ctx: int = 24, copy_gain: 
     attn.W_O[0, vocab, vocab] = copy_gain
     attn.W_O[0, 0, 0] = bos_gain
     return model
+
+
+@torch.no_grad()
+def add_positional_head(model: Transformer, layer: int, head: int, back: int, attn_scale: float = 30.0,
+                        copy_gain: float = 20.0) -> Transformer:
+    """Make head (layer, head) of a :func:`build_induction_model` attend from every query i to
+    key i - ``back`` (QK reads only POS, like head 0.0; queries i < ``back`` see all-zero scores
+    and attend uniformly) and copy TOK -> TOK with ``copy_gain``, whatever the tokens are.
+
+    With ``back = seq_len - 1`` on a probe of blocks of ``seq_len`` tokens, every query of a later
+    block attends to the place right after its own place in the previous block: an induction
+    target when the blocks repeat, and the same position when they do not. Its prefix matching
+    is then high on both the repeated probe and its null, and its OV copying is +1: the old
+    rule (prefix matching > 0.4, copying > 0) calls it an induction head."""
+    V, N = model.cfg.d_vocab, model.cfg.n_ctx
+    _, _, pos = (torch.arange(s.start, s.stop) for s in induction_layout(V, N).values())
+    tok = torch.arange(V)
+    q_gain = attn_scale * math.sqrt(model.cfg.d_head)
+    attn = model.blocks[layer].attn
+    for name in ("W_Q", "W_K", "W_V", "W_O"):
+        getattr(attn, name)[head].zero_()
+    slots = torch.arange(N - back)
+    attn.W_Q[head, pos[back:], slots] = q_gain  # query i -> slot i - back
+    attn.W_K[head, pos[:N - back], slots] = 1.0  # key j -> slot j
+    attn.W_V[head, tok, tok] = 1.0
+    attn.W_O[head, tok, tok] = copy_gain
+    return model

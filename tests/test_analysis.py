@@ -213,3 +213,76 @@ def test_train_without_a_callback__analyses_nothing_and_says_so(tmp_path, caplog
         run_dir = train(config, tmp_path / "plain", progress=False)
     assert analyzed_steps(run_dir) == set()
     assert "no on_checkpoint callback" in caplog.text
+
+
+def test_analyze_checkpoint__stores_the_prefix_matching_null_beside_the_score():
+    # Catches the null measured on the repeated probe (the positional head 1.1 would then have
+    # null 1.0 but the induction head 1.0 too, and nothing would pass), the standard errors
+    # swapped or left out, and analysis rows without them.
+    from tests.handbuilt import add_positional_head
+
+    model = build_induction_model(d_vocab=12, n_ctx=24)
+    pool = np.arange(1, 12)
+    repeated = heads.repeated_token_probe(pool, 24, 0, n_sequences=8)
+    add_positional_head(model, 1, 1, back=repeated.seq_len - 1)
+    probes = Probes(heldout=torch.cat([torch.zeros(8, 1, dtype=torch.long), torch.randint(1, 12, (8, 23))], 1),
+                    repeated=repeated, pair_examples=torch.zeros(16, dtype=torch.long),
+                    pair_positions=torch.arange(1, 17), late=20, early=3,
+                    null=heads.unrepeated_token_probe(pool, repeated))
+    row = analyze_checkpoint(model, probes, FAST)
+    for key in ("prefix_matching_stderr", "prefix_matching_null", "prefix_matching_null_stderr"):
+        assert row[key].shape == (2, 2) and np.isfinite(row[key]).all(), key
+    assert row["prefix_matching"][1, 0] > 0.95 and row["prefix_matching_null"][1, 0] < 0.3
+    assert row["prefix_matching"][1, 1] == pytest.approx(row["prefix_matching_null"][1, 1], abs=1e-5)
+    assert row["prefix_matching_null_stderr"][1, 0] > 0 == row["prefix_matching_stderr"][1, 0]
+    got = classify_induction_heads(row["prefix_matching"], row["copying_ov"], row["prefix_matching_null"],
+                                   row["prefix_matching_stderr"], row["prefix_matching_null_stderr"])
+    assert got == [(1, 0)]
+
+
+def test_analyze_run__classifies_against_the_null(analysed_run):
+    # Catches analyze_run not storing the null series, or update_phase not passing them on
+    # (the rule would fall back to the old one).
+    run_dir, _ = analysed_run
+    rows = analysis_series(run_dir)
+    assert rows["prefix_matching_null"].shape == rows["prefix_matching"].shape
+    assert np.isfinite(rows["prefix_matching_null_stderr"]).all()
+    assert store.attrs(run_dir, "phase")["induction_rule"] == "null"
+
+
+def test_analysis_rows__a_new_series_is_backfilled_with_nan_for_rows_analysed_before(tmp_path):
+    # A run analysed by an interp without the null, then continued and analysed by this one.
+    # Catches a ragged group (a series shorter than step), which made analysis_series raise
+    # IndexError, and a backfill that pretends the old rows were measured.
+    from interp.analysis import GROUP, _backfill
+
+    old = {"step": [10, 20], "tokens": [100, 200], "prefix_matching": np.zeros((2, 2, 2), np.float32)}
+    with store.update(tmp_path) as handle:
+        store.append(handle, GROUP, old)
+    row = {"step": 5, "tokens": 50, "prefix_matching": np.ones((2, 2), np.float32),
+           "prefix_matching_null": np.full((2, 2), 0.25, np.float32)}
+    with store.update(tmp_path) as handle:
+        _backfill(handle, row)
+        store.append(handle, GROUP, {k: [v] for k, v in row.items()})
+    rows = analysis_series(tmp_path)
+    assert rows["step"].tolist() == [5, 10, 20] and rows["prefix_matching_null"].shape == (3, 2, 2)
+    assert (rows["prefix_matching_null"][0] == 0.25).all() and np.isnan(rows["prefix_matching_null"][1:]).all()
+
+
+def test_update_phase__an_analysis_without_the_null_falls_back_to_the_old_rule_and_says_so(analysed_run, tmp_path):
+    # A run analysed before the null series existed: update_phase, summarize and text_report must
+    # not crash, must classify by the old rule, and must say so. Catches a KeyError on the
+    # missing series and a silent fallback.
+    from interp.analysis import GROUP, update_phase
+    from interp.report import text_report
+
+    run_dir, _ = analysed_run
+    copy = tmp_path / "old"
+    shutil.copytree(run_dir, copy)
+    with store.update(copy) as handle:
+        for name in ("prefix_matching_stderr", "prefix_matching_null", "prefix_matching_null_stderr"):
+            del handle[GROUP][name]
+    flat = update_phase(copy)
+    assert flat["phase/induction_rule"] == "legacy"
+    text = text_report(copy)
+    assert "old rule: prefix matching > 0.4 and OV copying > 0" in text and f"'interp analyze {copy} --redo'" in text

@@ -115,3 +115,34 @@ def test_broken_runs_warn(monkeypatch, tmp_path, root):
     for view in ("Training curves", "Head atlas", "Head detail", "Tokens", "Live"):
         _view(at, view)
         assert at.warning or at.info, view
+
+
+def test_head_detail__shows_the_label_and_the_evidence_of_the_rule(monkeypatch, root, tmp_path):
+    # Catches a head detail without the trend label and the rule's evidence (score, null, z,
+    # copying, slope), and the old-rule note missing for an analysis without the null. The
+    # phase attributes of a copy of the tiny run are set by hand: head 1.1 forming.
+    import shutil
+
+    from interp import store
+
+    copy = tmp_path / "labelled"
+    shutil.copytree(root, copy)
+    attrs = {"head_labels": "1.1:forming", "head_1.1_label": "forming", "head_1.1_prefix": 0.38,
+             "head_1.1_null": 0.04, "head_1.1_effect": 0.34, "head_1.1_z": 31.5, "head_1.1_copying": 0.99,
+             "head_1.1_slope": 0.62, "head_1.1_slope_z": 4.1, "head_1.1_steepest": 0.9, "head_1.1_tail": 15.0,
+             "head_1.1_passes": 1.0, "induction_rule": "null"}
+    with store.update(copy / "tiny") as handle:
+        handle["phase"].attrs.update(attrs)
+    at = _view(_app(monkeypatch, copy), "Head detail")
+    at.selectbox(key="detail_head_select").set_value("1.1").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["label"] == "forming" and metrics["null"] == "0.04" and metrics["z"] == "31.5"
+    assert metrics["prefix matching"] == "0.38" and metrics["slope / decade"] == "+0.62"
+    assert any("vs null 0.04 (effect +0.34, z 31.5)" in c.value for c in at.caption)
+    with store.update(copy / "tiny") as handle:
+        handle["phase"].attrs["induction_rule"] = "legacy"
+    at.run()
+    assert any("old rule" in c.value for c in at.caption)
+    at.selectbox(key="detail_head_select").set_value("0.0").run()
+    assert any("is not labelled" in c.value for c in at.caption)

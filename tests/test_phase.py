@@ -211,11 +211,13 @@ def test_lower_hull__touches_convex_points_and_bridges_a_bump():
 
 # --------------------------------------------------------------------------- heads
 
-def test_classify__needs_both_prefix_matching_and_copying():
+def test_classify__without_the_null_the_old_rule_needs_both_prefix_matching_and_copying():
+    from interp.phase import InductionRule
+
     prefix = np.array([[0.9, 0.1, 0.5], [0.41, 0.6, 0.39]])
     copying = np.array([[0.5, 0.9, -0.2], [0.1, 0.0, 0.9]])
     assert classify_induction_heads(prefix, copying) == [(0, 0), (1, 0)]
-    assert classify_induction_heads(prefix, copying, prefix_threshold=0.3, copying_threshold=-0.5) == \
+    assert classify_induction_heads(prefix, copying, rule=InductionRule(legacy_prefix=0.3, min_copying=-0.5)) == \
         [(0, 0), (0, 2), (1, 0), (1, 1), (1, 2)]
     copying[0, 0] = np.nan  # not measured: not classified
     assert classify_induction_heads(prefix, copying) == [(1, 0)]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import interp.phase.lag as lag_module
-from interp.phase.heads import classify_induction_heads, formation_time, formation_x
+from interp.phase.heads import InductionRule, classify_induction_heads, formation_time, formation_x
 from interp.phase.lag import _bootstrap_series, _spacing, formation_lag
 from interp.phase.noise import block_length
 from interp.phase.smoothing import BANDWIDTH
@@ -292,7 +292,7 @@ def test_classify__thresholds_are_strict():
     prefix = np.array([[0.4, 0.41], [0.41, 0.9]])
     copy = np.array([[0.5, 0.0], [0.1, 0.2]])
     assert classify_induction_heads(prefix, copy) == [(1, 0), (1, 1)]
-    assert classify_induction_heads(prefix, copy, prefix_threshold=0.41) == [(1, 1)]
+    assert classify_induction_heads(prefix, copy, rule=InductionRule(legacy_prefix=0.41)) == [(1, 1)]
 
 
 # kills heads.classify 5, 7, 10, 12 (scores converted to float: missing (None) and NaN are "no")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from interp.phase.bump import LossBump, _binned, loss_bump, lower_hull
+from interp.phase.heads import InductionRule
 from interp.phase.lag import Lag
 from interp.phase.noise import (IncrementNoise, NoiseModel, _nonnegative_least_squares, block_bootstrap,
                                 block_length, increment_noise)
@@ -391,7 +392,7 @@ def test_flat_dict__hand_made_report():
         "phase/head_1.0_formation_tokens": 3e5, "phase/head_1.0_lag_log10": 0.2,
         "phase/head_1.0_lag_ratio": 10 ** 0.2, "phase/head_1.0_lag_low": 0.1, "phase/head_1.0_lag_high": 0.3,
         "phase/head_1.0_lag_resolution": 0.05, "phase/head_1.0_lag_resolved": 1.0,
-        "phase/head_1.0_lag_block": 3.0,
+        "phase/head_1.0_lag_block": 3.0, "phase/induction_rule": "null", "phase/head_labels": "",
     }
     for key, value in expected.items():
         assert flat[key] == value, key
@@ -401,14 +402,18 @@ def test_flat_dict__hand_made_report():
     assert all(math.isnan(flat[f"phase/head_0.2_{s}"]) for s in (
         "formation_tokens", "lag_log10", "lag_ratio", "lag_low", "lag_high", "lag_resolution",
         "lag_resolved", "lag_block"))
-    assert all(isinstance(v, float) for k, v in flat.items() if k != "phase/induction_heads")
+    assert all(isinstance(v, float) for k, v in flat.items() if k not in TEXT_ATTRS)
+
+
+TEXT_ATTRS = ("phase/induction_heads", "phase/induction_rule", "phase/head_labels")
 
 
 def test_flat_dict__nan_when_missing():
     flat = PhaseReport(None, None, []).to_flat_dict()
     assert flat["phase/has_window"] == 0.0 and flat["phase/induction_heads"] == ""
-    assert len(flat) == 24
-    assert all(math.isnan(v) for k, v in flat.items() if k not in ("phase/has_window", "phase/induction_heads"))
+    assert flat["phase/head_labels"] == "" and flat["phase/induction_rule"] == "null"
+    assert len(flat) == 26
+    assert all(math.isnan(v) for k, v in flat.items() if k not in ("phase/has_window", *TEXT_ATTRS))
 
 
 def flat_run(c=12, layers=2, heads=3):
@@ -437,8 +442,8 @@ def test_analyse_phase__heads_from_the_last_checkpoint_and_thresholds():
     prefix[:, 0, 1] = 0.8
     report = analyse_phase(tokens, icl, tokens, icl, prefix, copying, n_boot=10)
     assert report.induction_heads == [(1, 2)]
-    loose = analyse_phase(tokens, icl, tokens, icl, prefix, copying, n_boot=10, prefix_threshold=0.05,
-                          copying_threshold=-1.0)
+    loose = analyse_phase(tokens, icl, tokens, icl, prefix, copying, n_boot=10,
+                          rule=InductionRule(legacy_prefix=0.05, min_copying=-1.0))
     assert len(loose.induction_heads) == 6
 
 

@@ -3,7 +3,6 @@ must follow from the records it reads (issue 9, item 6)."""
 
 from __future__ import annotations
 
-import inspect
 import re
 from dataclasses import replace
 
@@ -11,20 +10,18 @@ import numpy as np
 import pytest
 
 from interp import store
-from interp.phase import classify_induction_heads
+from interp.phase import analyse_phase
 from interp.runs import update_run_info
 from interp.summary import summarize
 from tests.conftest import tiny_config
 
-RULE_THRESHOLD = inspect.signature(classify_induction_heads).parameters["prefix_threshold"].default
-
-
-def write_run(run_dir, n_layers=2, train=None, prefix_last=0.45, steps=5):
+def write_run(run_dir, n_layers=2, train=None, prefix_last=0.45, steps=5, phase=None):
     """A run directory with config.json, run.json and a metrics file (no checkpoints).
 
     ``train``: the train records; default 5 records of 1,000 tokens each whose speeds differ
     (so their median is not the run's rate). ``prefix_last``: the final prefix-matching score
-    of head (last layer).0, rising from 0.02 over 4 evaluations."""
+    of head (last layer).0, rising from 0.02 over 4 evaluations. ``phase``: attributes of the
+    ``phase`` group (none when None: the run is not analysed)."""
     config = tiny_config(model={"n_layers": n_layers})
     config = replace(config, model=replace(config.model, d_vocab=9))
     run_dir.mkdir(parents=True)
@@ -43,6 +40,8 @@ def write_run(run_dir, n_layers=2, train=None, prefix_last=0.45, steps=5):
         store.append(handle, "train", train)
         store.append(handle, "eval", evals)
         handle["eval"].attrs.update(icl_late_index=30, icl_early_index=3, n_examples=16)
+        if phase is not None:
+            handle.create_group("phase").attrs.update(phase)
     return run_dir
 
 
@@ -80,24 +79,63 @@ def test_summary__wall_clock_adds_up_the_processes_of_a_resumed_run(tmp_path):
     assert wall is not None and wall == pytest.approx(50 / 60, abs=0.05)
 
 
-def test_summary__uses_the_induction_rules_threshold(tmp_path):
-    # Catches a second literal (0.5) beside the rule's 0.4: a layer-1 head at 0.45 passes the
-    # rule, so the summary must say so, quoting the rule's threshold.
-    text = summarize(write_run(tmp_path / "run", prefix_last=0.45))
-    line = next(l for l in text.splitlines() if l.startswith("induction"))
-    assert RULE_THRESHOLD == 0.4 and f"passes {RULE_THRESHOLD:g} prefix matching" in line
-    assert "a head of layer >= 1" in line
-    below = summarize(write_run(tmp_path / "low", prefix_last=0.35))
-    assert f"above {RULE_THRESHOLD:g}" in below and "passes" not in below
+def induction_block(text: str) -> list[str]:
+    lines = text.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("induction"))
+    return [lines[start]] + [l for l in lines[start + 1:] if l.startswith(("head ", "           "))]
 
 
-def test_summary__a_one_layer_model_is_not_said_to_have_layer_1_heads(tmp_path):
-    # Catches "a head of layer >= 1" printed for a 1-layer model, whose only layer is 0.
-    text = summarize(write_run(tmp_path / "run", n_layers=1, prefix_last=0.45))
-    line = next(l for l in text.splitlines() if l.startswith("induction"))
-    assert "layer >= 1" not in line and "a head of layer 0 passes" in line
-    none = summarize(write_run(tmp_path / "low", n_layers=1, prefix_last=0.1))
-    assert "layer >= 1" not in none and "no head of layer 0" in none
+def phase_attrs() -> dict:
+    """The phase attributes analyse_phase stores for a run whose head 1.0 formed at ~1e6 tokens
+    (prefix matching 0.73 over a null of 0.03) and whose head 1.1 is still rising at the end
+    (0.05 -> 0.11 over the null, not passing yet)."""
+    tokens = np.r_[0.0, np.geomspace(1e4, 8e6, 60)]
+    x = np.log10(np.maximum(tokens, 1))
+    prefix = np.full((tokens.size, 2, 2), 0.03)
+    prefix[1:, 1, 0] += 0.7 / (1 + np.exp(-(x[1:] - 6.0) / 0.03))
+    prefix[1:, 1, 1] += 0.12 / (1 + np.exp(-(x[1:] - np.log10(7e6)) / 0.1))
+    null, se = np.full_like(prefix, 0.03), np.full_like(prefix, 0.002)
+    report = analyse_phase(tokens, np.zeros(tokens.size), tokens, np.zeros(tokens.size), prefix,
+                           np.full_like(prefix, 0.8), n_boot=10, null=null, prefix_stderr=se, null_stderr=se)
+    assert report.trends[(1, 0)].label == "formed" and report.trends[(1, 1)].label == "forming"
+    return {k.removeprefix("phase/"): v for k, v in report.to_flat_dict().items()}
+
+
+def test_summary__each_labelled_head_with_its_label_and_evidence(tmp_path):
+    # Catches the cliff wording ("holds prefix matching above 0.5", "passes 0.4") and a summary
+    # that names heads without the evidence: score, null, z, copying and the slope, for every
+    # labelled head, a forming one that does not pass yet included; keys read back from what
+    # analyse_phase stores (a renamed attribute would print nan).
+    block = induction_block(summarize(write_run(tmp_path / "run", phase=phase_attrs())))
+    assert block[0].startswith("induction  1.0 formed, 1.1 forming (rule: prefix matching above its null by z > 4")
+    formed, forming = block[1], block[2]
+    assert re.match(r"head 1\.0 +formed: prefix matching 0\.73 vs null 0\.03 \(effect \+0\.70, z \d{3}\.\d\), "
+                    r"OV copying \+0\.80; last \d+ checkpoints [+-]\d\.\d\d per decade \(z ", formed), formed
+    assert re.search(r"half its final score at (0\.9\d|1\.0\d)M tokens \(\d\.\d min of training\)", formed)
+    assert "nan" not in formed
+    assert forming.startswith("head 1.1   forming (not passing yet): prefix matching 0.1") and "nan" not in forming
+    assert not any("0.5" in line or "above 0.4" in line for line in block)
+
+
+def test_summary__old_rule_and_not_yet_analysed_are_said_so(tmp_path):
+    # Catches a silent fallback: an analysis without the null is classified by the old rule and
+    # the summary says so with the command that measures the null; an analysis by an older
+    # interp (heads, no labels) and a run not analysed at all say what to run.
+    legacy = {**phase_attrs(), "induction_rule": "legacy"}
+    text = summarize(write_run(tmp_path / "legacy", phase=legacy))
+    assert "old rule: prefix matching > 0.4 and OV copying > 0" in text and "--redo" in text
+    older = summarize(write_run(tmp_path / "older", phase={"induction_heads": "1.0", "has_window": 0.0}))
+    assert "induction  heads 1.0 by the old rule" in older
+    none = summarize(write_run(tmp_path / "none", prefix_last=0.45))
+    assert "induction  not classified yet: 'interp analyze" in none
+    assert "passes" not in none and "above 0.5" not in none
+
+
+def test_summary__no_labelled_head(tmp_path):
+    # Catches an empty head list printed as "induction   (rule ...)" or as an error.
+    attrs = {**phase_attrs(), "head_labels": "", "induction_heads": ""}
+    block = induction_block(summarize(write_run(tmp_path / "run", n_layers=1, phase=attrs)))
+    assert block[0].startswith("induction  no head formed, forming or fading (rule:") and len(block) == 1
 
 
 def test_report_window_line__states_the_evidence_and_an_open_end():

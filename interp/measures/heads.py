@@ -91,6 +91,25 @@ def prefix_matching_score(patterns: Float[Tensor, "layer batch head query key"],
     return on_target[..., queries].mean(dim=(1, 3))
 
 
+def prefix_matching_per_sequence(patterns: Float[Tensor, "layer batch head query key"], seq_len: int,
+                                 repeats: int, offset: int) -> Float[Tensor, "layer head batch"]:
+    """:func:`prefix_matching_score` of each sequence alone (its mean over the batch is the score:
+    every sequence has the same queries). The spread over sequences gives the score's standard
+    error over probe draws."""
+    mask = induction_targets(seq_len, repeats, offset)
+    queries = mask.any(dim=1)
+    on_target = (patterns * mask).sum(dim=-1)  # [layer, batch, head, query]
+    return on_target[..., queries].mean(dim=-1).transpose(1, 2)
+
+
+def mean_and_stderr(per_sequence: Float[Tensor, "... batch"]
+                    ) -> tuple[Float[Tensor, "..."], Float[Tensor, "..."]]:
+    """Mean over the last axis and its standard error sd / sqrt(n) (sd with n - 1; NaN for n = 1)."""
+    n = per_sequence.shape[-1]
+    sd = per_sequence.std(dim=-1, correction=1) if n > 1 else torch.full_like(per_sequence[..., 0], float("nan"))
+    return per_sequence.mean(dim=-1), sd / n ** 0.5
+
+
 def duplicate_targets(seq_len: int, repeats: int, offset: int) -> Bool[Tensor, "pos pos"]:
     """mask[i, j] = True where j holds an earlier copy of token i (same place, earlier repeat)."""
     shifted = induction_targets(seq_len, repeats, offset)
@@ -136,6 +155,32 @@ def repeated_token_probe(pool: np.ndarray, n_ctx: int, bos_token_id: int | None,
     repeats = max(2, min(repeats, (n_ctx - offset) // seq_len))
     tokens = repeated_random_tokens(pool, n_sequences, seq_len, repeats, bos_token_id, seed)
     return RepeatedTokens(tokens, seq_len, repeats, offset)
+
+
+# Seed stream of the null probe, apart from the repeated probe's (same seed, other numbers).
+NULL_STREAM = 1
+
+
+def unrepeated_token_probe(pool: np.ndarray, probe: RepeatedTokens, seed: int = 0) -> RepeatedTokens:
+    """The null of the prefix-matching score: ``probe``'s layout with nothing repeated.
+
+    Each sequence is ``probe``'s BOS (when it has one) + ``repeats`` blocks of ``seq_len`` distinct
+    pool tokens, every block drawn independently: the same length, the same pool and the same
+    distribution of tokens at every position as the repeated probe (whose later blocks copy
+    the first), but a token's earlier occurrences, if any, are unrelated to where the induction
+    targets lie. A head whose pattern does not depend on token identity (previous-token,
+    positional, uniform, resting on BOS) scores the same on both probes in expectation; only
+    attention that follows repeated tokens scores higher on the repeated one. A token recurs at
+    the same place of an earlier block by chance (probability about 1/len(pool) per block), so
+    a head that does match tokens scores a little above a position-only one here: the null
+    errs towards "not an induction head". Scored with the repeated probe's target mask.
+    """
+    rng = np.random.default_rng([seed, len(probe.tokens), probe.seq_len, probe.repeats, NULL_STREAM])
+    n = len(probe.tokens)
+    blocks = np.stack([rng.choice(pool, size=probe.seq_len, replace=False) for _ in range(n * probe.repeats)])
+    body = torch.from_numpy(blocks.reshape(n, probe.repeats * probe.seq_len).astype(np.int64))
+    tokens = torch.cat([probe.tokens[:, :probe.offset], body], dim=1)  # the same BOS, if any
+    return RepeatedTokens(tokens, probe.seq_len, probe.repeats, probe.offset)
 
 
 def prefix_matching(model, probe: RepeatedTokens) -> Float[Tensor, "layer head"]:
