@@ -185,7 +185,10 @@ def _train(args: argparse.Namespace) -> Path:
     if args.resume:
         return train(None, args.resume, resume=True, progress=not args.no_progress,
                      on_checkpoint=_on_checkpoint(read_config(args.resume)), changes=_resume_changes(args))
-    config = build_config(args.preset or "default", args.config, args.overrides)
+    # ``interp train --config FILE key=value``: argparse takes the first key=value for the preset.
+    named = args.preset if args.preset and "=" not in args.preset else None
+    overrides = list(args.overrides) if named or not args.preset else [args.preset, *args.overrides]
+    config = build_config(named or "default", args.config, overrides)
     name = run_folder_name(args.name) if args.name else f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     return train(config, args.out / name, progress=not args.no_progress,
                  on_checkpoint=_on_checkpoint(config))
