@@ -2,6 +2,8 @@
 
     for step in steps:
         if step is scheduled: evaluate, flush metrics, save a checkpoint
+        if step is the planned end: stop, unless train.until=phase finds the change
+                                    incomplete (then plan the next stretch)
         loss = cross_entropy(model(batch(seed, step)))
         clip, AdamW step at lr(step)
 
