@@ -82,11 +82,12 @@ def completion_line(run_dir: str | Path) -> str | None:
         went_on = f"; went on from {train.steps:,} to {end:,} steps" if end > train.steps else ""
         if verdict.complete:
             return f"change     complete: {verdict.describe()}{went_on}"
-        if status == "finished":
+        if status == "finished" and end >= config.max_steps:
             return (f"change     stopped at the cap of {config.max_steps:,} steps (train.max_tokens) before "
                     f"the change was complete: {verdict.describe()}{went_on}; continue it with: "
                     f"{continue_command(run_dir, config)}")
-        return f"change     not complete yet: {verdict.describe()}; continue it with: interp train --resume {shlex.quote(str(run_dir))}"
+        return (f"change     not complete yet: {verdict.describe()}{went_on}; continue it with: "
+                f"interp train --resume {shlex.quote(str(run_dir))}")
     if not verdict.mid_change:
         return None
     return f"change     {verdict.describe()}; continue it with: {continue_command(run_dir, config)}"

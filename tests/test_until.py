@@ -209,7 +209,8 @@ def not_complete_before(step: int, fail_once_at: int | None = None):
     state = {"failed": False}
 
     def fake(run_dir, upto_step=None):
-        upto_step = 10**9 if upto_step is None else upto_step  # the summary asks about every row
+        if upto_step is None:  # the summary asks about every row
+            upto_step = int(store.steps(Path(run_dir), "eval").max())
         if fail_once_at is not None and upto_step == fail_once_at and not state["failed"]:
             state["failed"] = True
             raise RuntimeError("simulated crash while deciding")
@@ -277,6 +278,18 @@ def test_until_phase__stops_at_the_cap_and_says_so(tmp_path, monkeypatch, caplog
     assert [c.step for c in checkpoints.list_checkpoints(run_dir)][-3:] == [22, 25, 27]
     assert checkpoints.read_run_info(run_dir)["until"]["outcome"] == "cap"
     assert "cap of train.until=phase" in caplog.text
+    # The summary says so, with a command that raises the cap; run as printed, it goes on (to
+    # 30, where the stand-in now completes) and the summary then says complete.
+    from interp.summary import summarize
+
+    line = next(l for l in summarize(run_dir).splitlines() if l.startswith("change"))
+    assert line.startswith("change     stopped at the cap of 27 steps (train.max_tokens) before the change")
+    assert line.endswith(f"continue it with: interp train --resume {run_dir} train.max_tokens={54 * 256}")
+    monkeypatch.setattr(until, "run_completion", not_complete_before(30))
+    assert cli.main([*shlex.split(line.split("continue it with: ")[1])[1:], "--no-progress"]) == 0
+    assert checkpoints.list_checkpoints(run_dir)[-1].step == 30
+    assert checkpoints.read_run_info(run_dir)["continued"][0]["changed"] == {
+        "train.max_tokens": [27 * 256, 54 * 256]}
 
 
 # --------------------------------------------------------------------------- the summary and its command
