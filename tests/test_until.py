@@ -202,13 +202,16 @@ EXTENDING = {"steps": 20, "schedule": "constant", "until": "phase", "linear_chec
              "max_tokens": 50 * 256}
 
 
-def not_complete_before(step: int, fail_once_at: int | None = None):
+def not_complete_before(step: int, fail_once_at: int | None = None, asked: list | None = None):
     """A stand-in for until.run_completion: incomplete before ``step`` (so the run goes on),
     complete from it; a pure function of the step, as the real one is of the stored rows. With
-    ``fail_once_at``, the first question at that step raises (a crash inside the decision)."""
+    ``fail_once_at``, the first question at that step raises (a crash inside the decision);
+    ``asked`` collects the steps the training loop asks at."""
     state = {"failed": False}
 
     def fake(run_dir, upto_step=None):
+        if upto_step is not None and asked is not None:
+            asked.append(upto_step)
         if upto_step is None:  # the summary asks about every row
             upto_step = int(store.steps(Path(run_dir), "eval").max())
         if fail_once_at is not None and upto_step == fail_once_at and not state["failed"]:
@@ -232,10 +235,12 @@ def test_run_that_went_on__killed_then_resumed__same_weights_end_and_metrics(tmp
     # Ends 20 (train.steps), 25, 30, 35; the stand-in completes at 35. One crash at step 29 (its
     # newest checkpoint, 28, lies inside a stretch: resume must take the end 30 from it), one
     # inside the decision at 30.
-    # Catches: an end not saved with the checkpoint (the resume would stop at 55 or 40), a
-    # schedule recomputed without the end, a decision not asked again after a crash at an end.
+    # Catches: an end not saved with the checkpoint or not restored from it (the resume would
+    # stop at 28, or ask there, where the real rule may say "complete"), a schedule recomputed
+    # without the end, a decision not asked again after a crash at an end.
     config = tiny_config(train=EXTENDING)
-    monkeypatch.setattr(until, "run_completion", not_complete_before(35))
+    asked_straight, asked_resumed = [], []
+    monkeypatch.setattr(until, "run_completion", not_complete_before(35, asked=asked_straight))
     straight = training.train(config, tmp_path / "straight", progress=False)
     assert checkpoints.list_checkpoints(straight)[-1].step == 35
     assert checkpoints.read_run_info(straight)["until"]["outcome"] == "complete"
@@ -248,6 +253,8 @@ def test_run_that_went_on__killed_then_resumed__same_weights_end_and_metrics(tmp
             raise RuntimeError("simulated crash")
         return real_step(run, lr)
 
+    asked_first = []
+    monkeypatch.setattr(until, "run_completion", not_complete_before(35, asked=asked_first))
     monkeypatch.setattr(training, "_train_step", crashing_step)
     with pytest.raises(RuntimeError, match="simulated crash"):
         training.train(config, tmp_path / "crashed", progress=False)
@@ -256,7 +263,7 @@ def test_run_that_went_on__killed_then_resumed__same_weights_end_and_metrics(tmp
     assert checkpoints.list_checkpoints(crashed)[-1].step == 28
     assert json.loads((crashed / "step_000028" / "trainer.json").read_text())["end_step"] == 30
 
-    monkeypatch.setattr(until, "run_completion", not_complete_before(35, fail_once_at=30))
+    monkeypatch.setattr(until, "run_completion", not_complete_before(35, fail_once_at=30, asked=asked_resumed))
     with pytest.raises(RuntimeError, match="while deciding"):
         training.train(None, crashed, resume=True, progress=False)
     assert checkpoints.list_checkpoints(crashed)[-1].step == 30
@@ -269,6 +276,8 @@ def test_run_that_went_on__killed_then_resumed__same_weights_end_and_metrics(tmp
     for group, column in (("train", "loss"), ("eval", "prefix_matching")):
         np.testing.assert_array_equal(store.series(straight, group)[column], store.series(crashed, group)[column])
     assert checkpoints.read_run_info(crashed)["planned_steps"] == 35
+    assert asked_straight == [20, 25, 30, 35] and asked_first == [20, 25]
+    assert asked_resumed == [30, 30, 35]  # 30 again after the crash inside the question
 
 
 def test_until_phase__stops_at_the_cap_and_says_so(tmp_path, monkeypatch, caplog):
