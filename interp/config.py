@@ -196,7 +196,8 @@ class TrainConfig:
         until: ``steps`` stops at ``steps``. ``phase`` trains ``steps`` (the nominal length the
             checkpoint schedule is laid on) and then, while the phase change is not complete,
             on in stretches of a quarter of the evenly spaced checkpoints, each with the same
-            spacing, up to ``max_tokens`` (:mod:`interp.until` has the rule and the stretches).
+            spacing, up to ``max_tokens`` (the rule: :mod:`interp.phase.complete`; the stretches:
+            :func:`interp.checkpoints.next_end`).
             It never stops before ``steps``. Needs ``schedule=constant``: a decaying rate is
             defined only up to ``steps``, and stretching its decay would change the rate of
             steps already taken, so a continued run could not match one planned longer.

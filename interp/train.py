@@ -275,10 +275,10 @@ def _go_on(run: Run) -> bool:
     from interp.until import run_completion
 
     verdict = run_completion(run.directory, run.step)
-    going_on = None if verdict is not None and verdict.complete else checkpoints.next_end(run.config, run.end)
+    complete = verdict is not None and verdict.complete
+    going_on = None if complete else checkpoints.next_end(run.config, run.end)
     said = verdict.describe() if verdict is not None else "no evaluation yet"
-    outcome = "complete" if going_on is None and verdict is not None and verdict.complete else (
-        "cap" if going_on is None else "going on")
+    outcome = "complete" if complete else "going on" if going_on is not None else "cap"
     if going_on is not None:
         log.info("step %d: %s; training on to step %d", run.step, said, going_on)
         run.end = going_on
