@@ -67,8 +67,8 @@ class Completion:
 
     @property
     def closed(self) -> bool:
-        w = self.window
-        return w is not None and not w.open_end and self.checkpoints_after >= AFTER_CHECKPOINTS
+        # An open end is the last checkpoint, so it has no checkpoint after it and fails here.
+        return self.window is not None and self.checkpoints_after >= AFTER_CHECKPOINTS
 
     @property
     def rising(self) -> list[HeadTrend]:
