@@ -21,6 +21,7 @@ complete; ``manifest.json`` lets a reader detect later corruption.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass, replace
@@ -55,19 +56,63 @@ FILES = ("model.safetensors", "trainer.safetensors", "trainer.json")
 
 # --------------------------------------------------------------------------- schedule
 
-def checkpoint_schedule(train: TrainConfig) -> list[int]:
+def checkpoint_schedule(train: TrainConfig, end: int | None = None) -> list[int]:
     """Steps to checkpoint at: log-spaced early, evenly spaced over the run, plus 0 and the end.
 
     ``log_checkpoints`` steps are spaced evenly in log(step) from 1 to ``log_until * steps``
     (induction heads form early, and log spacing resolves a change at any scale), and
     ``linear_checkpoints`` are spaced evenly from 0 to ``steps``. Duplicates collapse, so
     short runs get fewer checkpoints than the sum.
+
+    ``end`` (> ``steps``: a ``train.until=phase`` run that went on, :func:`next_end`) adds the
+    same even spacing continued past ``steps``, ``round(steps + j * spacing)`` for j >= 1 up to
+    ``end``, and ``end`` itself. The schedule up to ``steps`` never depends on ``end``, so a run
+    that goes on has the checkpoints of the run it continues.
     """
     log_end = max(1.0, train.log_until * train.steps)
     log_steps = np.geomspace(1, log_end, train.log_checkpoints) if train.log_checkpoints else []
     linear_steps = np.linspace(0, train.steps, train.linear_checkpoints + 1)
     steps = {0, train.steps, *(int(round(s)) for s in log_steps), *(int(round(s)) for s in linear_steps)}
-    return sorted(s for s in steps if 0 <= s <= train.steps)
+    nominal = sorted(s for s in steps if 0 <= s <= train.steps)
+    if end is None or end <= train.steps:
+        return nominal
+    spacing = extension_spacing(train)
+    later = (int(round(train.steps + j * spacing)) for j in range(1, int((end - train.steps) / spacing) + 2))
+    return nominal + sorted({s for s in later if s < end} | {end})
+
+
+def extension_spacing(train: TrainConfig) -> float:
+    """Steps between the checkpoints past ``train.steps``: those of the evenly spaced ones
+    (``steps / linear_checkpoints``), or a stretch's length when there are none."""
+    if train.linear_checkpoints:
+        return train.steps / train.linear_checkpoints
+    return train.steps * EXTEND_SHARE
+
+
+# A train.until=phase run goes on in stretches of this share of its evenly spaced checkpoints.
+EXTEND_SHARE = 0.25
+
+
+def next_end(config: RunConfig, end: int) -> int | None:
+    """Where a ``train.until=phase`` run whose current end is ``end`` stops next, or None when
+    ``end`` is at the cap (``config.max_steps``).
+
+    The ends lie on a fixed grid, ``round(steps + k * n * spacing)`` for k >= 1 with n =
+    ceil(``EXTEND_SHARE`` x ``linear_checkpoints``) (a quarter of the run's evenly spaced
+    checkpoints, at least one) and ``spacing`` = :func:`extension_spacing`, cut at the cap: a
+    pure function of the config and the current end, so a resumed run goes on exactly as an
+    uninterrupted one. (The default preset: 2000 steps, 50 even checkpoints of 40 steps, so
+    stretches of 13 checkpoints, 520 steps, 2.1M tokens.)
+    """
+    train, cap = config.train, config.max_steps
+    if end >= cap:
+        return None
+    per_stretch = max(1, math.ceil(EXTEND_SHARE * train.linear_checkpoints)) if train.linear_checkpoints else 1
+    stretch = per_stretch * extension_spacing(train)
+    k = max(1, math.floor((end - train.steps) / stretch) + 1)
+    while int(round(train.steps + k * stretch)) <= end:  # rounding: the first grid end past ``end``
+        k += 1
+    return min(cap, int(round(train.steps + k * stretch)))
 
 
 # --------------------------------------------------------------------------- saving

@@ -30,9 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a preset (with overrides) or resume a run")
-    train.add_argument("preset", nargs="?", default="default", help=f"one of: {', '.join(PRESETS)}")
+    train.add_argument("preset", nargs="?", help=f"one of: {', '.join(PRESETS)} (default: default)")
     train.add_argument("overrides", nargs="*", metavar="key=value",
-                       help="config overrides such as model.n_layers=3 or lr=1e-3")
+                       help="config overrides such as model.n_layers=3 or lr=1e-3; with --resume only "
+                            "train.until and train.max_tokens (train.until=phase: train on until the "
+                            "phase change is complete)")
     train.add_argument("--config", help="a .toml/.json/.yaml file of config values")
     train.add_argument("--out", type=Path, default=DEFAULT_ROOT, help="where run directories go")
     train.add_argument("--name", help="run directory name (default: preset and time)")
@@ -182,11 +184,26 @@ def _train(args: argparse.Namespace) -> Path:
 
     if args.resume:
         return train(None, args.resume, resume=True, progress=not args.no_progress,
-                     on_checkpoint=_on_checkpoint(read_config(args.resume)))
-    config = build_config(args.preset, args.config, args.overrides)
+                     on_checkpoint=_on_checkpoint(read_config(args.resume)), changes=_resume_changes(args))
+    # ``interp train --config FILE key=value``: argparse takes the first key=value for the preset.
+    named = args.preset if args.preset and "=" not in args.preset else None
+    overrides = list(args.overrides) if named or not args.preset else [args.preset, *args.overrides]
+    config = build_config(named or "default", args.config, overrides)
     name = run_folder_name(args.name) if args.name else f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     return train(config, args.out / name, progress=not args.no_progress,
                  on_checkpoint=_on_checkpoint(config))
+
+
+def _resume_changes(args: argparse.Namespace) -> dict | None:
+    """The key=value pieces given with --resume (argparse puts the first one in ``preset``),
+    parsed; a preset name or --config there is refused, since the run has its config."""
+    from interp.config import parse_overrides
+
+    pieces = ([args.preset] if args.preset else []) + list(args.overrides)
+    if args.config or any("=" not in piece for piece in pieces):
+        raise InterpError(f"--resume continues RUN with its own config.json; give no preset or --config, "
+                          f"only key=value for train.until or train.max_tokens (got '{' '.join(pieces) or '--config'}')")
+    return parse_overrides(pieces) or None
 
 
 def run_folder_name(name: str) -> str:

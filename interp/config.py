@@ -31,6 +31,7 @@ Packing = Literal["document", "concatenate"]
 Schedule = Literal["constant", "cosine", "linear"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Until = Literal["steps", "phase"]
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,16 @@ class TrainConfig:
             few seconds per checkpoint on a CPU; ``interp analyze RUN`` afterwards does the same).
             ``interp train`` and sweeps do it through ``train(..., on_checkpoint=...)``; training
             itself never imports the analysis.
+        until: ``steps`` stops at ``steps``. ``phase`` trains ``steps`` (the nominal length the
+            checkpoint schedule is laid on) and then, while the phase change is not complete,
+            on in stretches of a quarter of the evenly spaced checkpoints, each with the same
+            spacing, up to ``max_tokens`` (the rule: :mod:`interp.phase.complete`; the stretches:
+            :func:`interp.checkpoints.next_end`).
+            It never stops before ``steps``. Needs ``schedule=constant``: a decaying rate is
+            defined only up to ``steps``, and stretching its decay would change the rate of
+            steps already taken, so a continued run could not match one planned longer.
+        max_tokens: the cap of ``until=phase`` in tokens (at least ``steps * batch_size *
+            n_ctx``; 0 = four times that). Must stay 0 with ``until=steps``.
     """
 
     seed: int = 0
@@ -214,6 +225,8 @@ class TrainConfig:
     threads: int = 0
     log_every: int = 10
     analyze: bool = False
+    until: Until = "steps"
+    max_tokens: int = 0
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -232,6 +245,15 @@ class TrainConfig:
         _check(0 < self.log_until <= 1, "train.log_until must be in (0, 1]")
         _check(self.eval_examples >= 1, "train.eval_examples must be >= 1")
         _check(self.log_every >= 1, "train.log_every must be >= 1")
+        _check(self.max_tokens >= 0, f"train.max_tokens must be >= 0 (0 = four times the nominal "
+                                     f"length), not {self.max_tokens}")
+        _check(self.until == "phase" or self.max_tokens == 0,
+               "train.max_tokens caps train.until=phase only; set train.until=phase or leave "
+               "max_tokens at 0 (with until=steps the run stops at train.steps)")
+        _check(self.until == "steps" or self.schedule == "constant",
+               f"train.until=phase needs train.schedule=constant, not {self.schedule}: a decaying "
+               f"rate is defined only up to train.steps, so the run could not go on past it without "
+               f"a jump in the rate")
         _check_limits(self, TRAIN_LIMITS)
 
 
@@ -254,6 +276,7 @@ class RunConfig:
                                             f"and the prefix-matching probe need that many positions), "
                                             f"not {self.model.n_ctx}")
         _check_size(self)
+        _check_cap(self)
 
     @property
     def tokens_per_step(self) -> int:
@@ -262,6 +285,15 @@ class RunConfig:
     @property
     def total_tokens(self) -> int:
         return self.train.steps * self.tokens_per_step
+
+    @property
+    def max_steps(self) -> int:
+        """The most steps a ``train.until=phase`` run may take: ``max_tokens`` in whole steps,
+        or ``DEFAULT_CAP_FACTOR`` x ``steps`` when it is 0; ``steps`` with ``until=steps``."""
+        train = self.train
+        if train.until == "steps":
+            return train.steps
+        return train.max_tokens // self.tokens_per_step if train.max_tokens else DEFAULT_CAP_FACTOR * train.steps
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -530,6 +562,7 @@ MODEL_LIMITS = {"n_layers": 256, "d_model": 65_536, "n_heads": 1024, "d_head": 4
 DATA_LIMITS = {"vocab_size": 2**20, "markov_states": 1024}
 TRAIN_LIMITS = {"steps": 10**8, "batch_size": 65_536, "warmup_steps": 10**8, "log_checkpoints": 10_000,
                 "linear_checkpoints": 10_000, "eval_examples": 65_536, "threads": 1024, "log_every": 10**8}
+DEFAULT_CAP_FACTOR = 4  # train.until=phase with max_tokens=0 goes up to 4 x train.steps
 MAX_PARAMETERS = 2 * 10**9  # 32 GB with gradients and AdamW's two moments
 MAX_ATTENTION = 2**31  # entries of one layer's attention pattern for a batch (8 GB in float32)
 
@@ -561,6 +594,36 @@ def _check_size(config: "RunConfig") -> None:
     _check(pattern <= MAX_ATTENTION, f"one layer's attention pattern would hold {pattern:.3g} numbers "
                                      f"(batch x n_heads x n_ctx^2), beyond the limit of {MAX_ATTENTION:.3g}; "
                                      f"lower train.batch_size, model.n_heads or model.n_ctx")
+
+
+def _check_cap(config: "RunConfig") -> None:
+    """The cap of ``train.until=phase``: not below the nominal length, not past the step limit."""
+    train = config.train
+    if train.until != "phase":
+        return
+    _check(not train.max_tokens or train.max_tokens >= config.total_tokens,
+           f"train.max_tokens={train.max_tokens:,} is below the nominal length of {config.total_tokens:,} "
+           f"tokens (train.steps x batch_size x n_ctx); raise max_tokens or lower train.steps")
+    _check(config.max_steps <= TRAIN_LIMITS["steps"],
+           f"train.max_tokens allows {config.max_steps:,} steps, beyond this workbench's limit of "
+           f"{TRAIN_LIMITS['steps']:,} (interp.config limits); choose a smaller cap")
+
+
+# What a resume may change: when the run stops, never what it has trained or will train on.
+RESUME_KEYS = ("train.until", "train.max_tokens")
+
+
+def continue_config(config: RunConfig, overrides: dict[str, dict[str, Any]]) -> RunConfig:
+    """``config`` with the ``key=value`` overrides of a resume (parsed by :func:`parse_overrides`),
+    which may name only ``RESUME_KEYS``: the steps already taken, the rate of every step and the
+    checkpoint schedule up to ``train.steps`` stay as they were, so the continued run is the run
+    an uninterrupted one with these values would have been."""
+    named = [f"{section}.{name}" for section, values in overrides.items() for name in values]
+    refused = [key for key in named if key not in RESUME_KEYS]
+    _check(not refused, f"{', '.join(refused)} cannot change when a run resumes (only "
+                        f"{' and '.join(RESUME_KEYS)} can: the rest would change what it has trained); "
+                        f"start a new run for that")
+    return merge(config, overrides)
 
 
 def build_config(preset_name: str = "default", config_file: str | None = None,

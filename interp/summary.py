@@ -59,9 +59,19 @@ def summarize(run_dir: str | Path) -> str:
     if len(evals.get("step", [])):
         lines += _eval_lines(evals, train)
     lines += induction_lines(run_dir, train)
+    lines += _change_lines(run_dir)
     lines.append(f"checkpoints {len(checkpoints.list_checkpoints(run_dir))} in {run_dir}/step_*; "
                  f"metrics in {run_dir / store.FILENAME}")
     return "\n".join(lines)
+
+
+def _change_lines(run_dir: Path) -> list[str]:
+    """Where the phase change stands when the run ended mid-change or trained with
+    ``train.until=phase``, with the command that continues it (:func:`interp.until.completion_line`)."""
+    from interp.until import completion_line
+
+    line = completion_line(run_dir)
+    return [line] if line else []
 
 
 def _eval_lines(evals: dict, train: dict) -> list[str]:

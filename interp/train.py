@@ -2,6 +2,8 @@
 
     for step in steps:
         if step is scheduled: evaluate, flush metrics, save a checkpoint
+        if step is the planned end: stop, unless train.until=phase finds the change
+                                    incomplete (then plan the next stretch)
         loss = cross_entropy(model(batch(seed, step)))
         clip, AdamW step at lr(step)
 
@@ -30,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from interp import checkpoints, runlock, rundata, store
-from interp.config import RunConfig, TrainConfig
+from interp.config import RunConfig, TrainConfig, continue_config
 from interp.data import load_dataset
 from interp.device import autocast, pick_device, pick_precision
 from interp.errors import CheckpointError, ConfigError, InterpError, TrainingDiverged
@@ -90,7 +92,8 @@ class Run:
     device: torch.device
     dtype: torch.dtype | None
     scaler: Any
-    schedule: list[int]
+    schedule: list[int]  # the checkpoint steps still to come
+    end: int  # the step this run stops at unless train.until=phase takes it on (next_end)
     step: int = 0
     pending: list[dict[str, float]] = field(default_factory=list)
     # The training loss summed over the steps since the last train record, and their number.
@@ -107,9 +110,23 @@ CheckpointCallback = Callable[[Path, int], None]
 
 
 def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False,
-          progress: bool = True, on_checkpoint: CheckpointCallback | None = None) -> Path:
+          progress: bool = True, on_checkpoint: CheckpointCallback | None = None,
+          changes: dict[str, dict[str, Any]] | None = None) -> Path:
     """Train ``config`` into ``run_dir``, or with ``resume`` (and ``config=None``: the run's
     own config.json is used) continue it from its last good checkpoint.
+
+    ``changes`` (resume only; nested overrides as :func:`interp.config.parse_overrides` gives)
+    may set ``train.until`` and ``train.max_tokens`` (:func:`interp.config.continue_config`):
+    config.json is rewritten with them and run.json's ``continued`` list records the change
+    and the step, so ``interp train --resume RUN train.until=phase`` takes a finished run on
+    until its phase change is complete.
+
+    With ``train.until=phase``, each time the run reaches its planned end (first
+    ``train.steps``) it asks :func:`interp.until.run_completion` whether the change is complete
+    and, if not, goes on to :func:`interp.checkpoints.next_end`, up to the cap. The planned end
+    is saved in every checkpoint (``end_step``) and in run.json (``planned_steps``), and the
+    question is asked again when a run resumes at an end, so a resumed run stops where an
+    uninterrupted one does, with the same weights.
 
     ``on_checkpoint(run_dir, step)`` is called after every checkpoint this call writes (its
     metrics flushed, the checkpoint complete), before training goes on; its time is not
@@ -123,11 +140,16 @@ def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False,
     if resume:
         checkpoints.read_config(run_dir)  # the clear error for a missing or foreign folder first
         with runlock.hold(run_dir, "train"):
-            run = _prepare(checkpoints.read_config(run_dir), run_dir)
+            stored = checkpoints.read_config(run_dir)
+            run = _prepare(continue_config(stored, changes) if changes else stored, run_dir)
             checkpoints.remove_stale_temporaries(run_dir)
             _restore(run)
+            if changes:
+                _record_changes(run, stored)
             rundata.save_run_data(run_dir, run.data)  # a run made before runs carried their data
             return _train_run(run, progress, on_checkpoint)
+    if changes:
+        raise ConfigError("changes apply to a resumed run only; put them in the config of a new run")
     _refuse_existing(run_dir)
     run = _prepare(config, run_dir)  # data, model, optimizer: nothing is written before this works
     with _new_run_folder(run_dir):
@@ -141,7 +163,8 @@ def _train_run(run: Run, progress: bool, on_checkpoint: CheckpointCallback | Non
         log.warning("train.analyze is set but no on_checkpoint callback was given: checkpoints are "
                     "not analysed as they land; run 'interp analyze %s' afterwards", run.directory)
     checkpoints.update_run_info(run.directory, status="training", pid=os.getpid(),
-                                host=socket.gethostname(), schedule=run.schedule)
+                                host=socket.gethostname(), planned_steps=run.end,
+                                schedule=checkpoints.checkpoint_schedule(run.config.train, run.end))
     try:
         _loop(run, progress, on_checkpoint)
     except BaseException as err:
@@ -215,26 +238,31 @@ def _loop(run: Run, progress: bool, on_checkpoint: CheckpointCallback | None = N
     train_cfg = run.config.train
     # Redraw often on a terminal, rarely in a log file (CI, nohup).
     interval = 0.5 if sys.stderr.isatty() else 30.0
-    bar = tqdm(total=train_cfg.steps, initial=run.step, disable=not progress, unit="step",
+    bar = tqdm(total=run.end, initial=run.step, disable=not progress, unit="step",
                dynamic_ncols=True, desc=run.directory.name, mininterval=interval)
     scheduled = set(run.schedule)
     started, tokens_per_step = time.perf_counter(), run.config.tokens_per_step
     window_start, window_ran = time.perf_counter(), 0  # for the speed: steps of this process only
-    while run.step <= train_cfg.steps:
+    while run.step <= run.end:
         if run.step in scheduled:
             paused = time.perf_counter()
             _checkpoint(run)
             if on_checkpoint is not None:
                 on_checkpoint(run.directory, run.step)
             window_start += time.perf_counter() - paused  # tokens/s counts training only
-        if run.step == train_cfg.steps:
-            break
+        if run.step == run.end:
+            paused = time.perf_counter()
+            going_on = _go_on(run)
+            window_start += time.perf_counter() - paused
+            if not going_on:
+                break
+            scheduled, bar.total = set(run.schedule), run.end
         lr = learning_rate(run.step, train_cfg)
         loss, grad_norm = _train_step(run, lr)
         _check_finite(run, loss, grad_norm, lr)
         run.step += 1
         run.window_loss, run.window_steps, window_ran = run.window_loss + loss, run.window_steps + 1, window_ran + 1
-        if run.step % train_cfg.log_every == 0 or run.step == train_cfg.steps:
+        if run.step % train_cfg.log_every == 0 or run.step == run.end:
             elapsed = time.perf_counter() - window_start
             speed = window_ran * tokens_per_step / max(elapsed, 1e-9)
             mean_loss = run.window_loss / run.window_steps
@@ -247,6 +275,32 @@ def _loop(run: Run, progress: bool, on_checkpoint: CheckpointCallback | None = N
             window_start, window_ran = time.perf_counter(), 0
         bar.update(1)
     bar.close()
+
+
+def _go_on(run: Run) -> bool:
+    """At the run's planned end: whether a ``train.until=phase`` run goes on, with its new end
+    and checkpoints set and recorded in run.json (``planned_steps``, ``schedule``, and
+    ``until``: the step, the outcome and the verdict's evidence in one line)."""
+    if run.config.train.until != "phase":
+        return False
+    from interp.until import run_completion
+
+    verdict = run_completion(run.directory, run.step)
+    complete = verdict is not None and verdict.complete
+    going_on = None if complete else checkpoints.next_end(run.config, run.end)
+    said = verdict.describe() if verdict is not None else "no evaluation yet"
+    outcome = "complete" if complete else "going on" if going_on is not None else "cap"
+    if going_on is not None:
+        log.info("step %d: %s; training on to step %d", run.step, said, going_on)
+        run.end = going_on
+        run.schedule = [s for s in checkpoints.checkpoint_schedule(run.config.train, run.end) if s > run.step]
+    elif outcome == "cap":
+        log.warning("step %d is the cap of train.until=phase (train.max_tokens) and the change is not "
+                    "complete: %s", run.step, said)
+    checkpoints.update_run_info(run.directory, planned_steps=run.end,
+                                schedule=checkpoints.checkpoint_schedule(run.config.train, run.end),
+                                until={"step": run.step, "outcome": outcome, "verdict": said})
+    return going_on is not None
 
 
 def _check_finite(run: Run, loss: float, grad_norm: float, lr: float) -> None:
@@ -304,6 +358,7 @@ def _checkpoint(run: Run) -> None:
     trainer = {"step": run.step, "tokens": run.step * run.config.tokens_per_step,
                "data_position": {"seed": run.config.train.seed, "next_step": run.step},
                "lr": learning_rate(min(run.step, run.config.train.steps - 1), run.config.train),
+               "end_step": run.end,
                "scaler_scale": float(run.scaler.get_scale()) if run.scaler.is_enabled() else None,
                "loss_window": {"sum": run.window_loss, "steps": run.window_steps},
                "records": {**_records("train", train_rows), **_records("eval", eval_row),
@@ -365,7 +420,7 @@ def _prepare(config: RunConfig, run_dir: Path) -> Run:
     optimizer = make_optimizer(model, train_cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     run = Run(run_dir, config, data, model, optimizer, device, dtype, scaler,
-              checkpoints.checkpoint_schedule(train_cfg))
+              checkpoints.checkpoint_schedule(train_cfg), train_cfg.steps)
     run.eval_tokens = data.heldout_batch(train_cfg.eval_examples)
     special = () if data.bos_token_id is None else (data.bos_token_id,)
     pool = middle_frequency_pool(data.token_counts(), exclude=special)
@@ -413,9 +468,25 @@ def _restore(run: Run) -> None:
         log.warning("%s", note)
     with store.update(run.directory) as handle:
         store.truncate_after(handle, run.step)
-    # The checkpoint at this step exists already; do not write it again on the first iteration.
-    run.schedule = [s for s in run.schedule if s > run.step]
+    # The end this checkpoint was written under (a train.until=phase run may have gone on past
+    # train.steps); the checkpoints up to it, except this one, which exists already.
+    run.end = max(int(state.trainer.get("end_step", run.config.train.steps)), run.step)
+    run.schedule = [s for s in checkpoints.checkpoint_schedule(run.config.train, run.end) if s > run.step]
     log.info("resuming %s from step %d", run.directory, run.step)
+
+
+def _record_changes(run: Run, before: RunConfig) -> None:
+    """Write the changed config.json of a resumed run and note in run.json what changed, from
+    what, at which step (``continued``: a list, one entry per resume with changes)."""
+    old, new = before.train, run.config.train
+    changed = {f"train.{name}": [getattr(old, name), getattr(new, name)]
+               for name in ("until", "max_tokens") if getattr(old, name) != getattr(new, name)}
+    checkpoints.write_json_atomic(run.directory / "config.json", run.config.to_dict())
+    history = checkpoints.read_run_info(run.directory).get("continued", [])
+    checkpoints.update_run_info(run.directory, continued=[*history, {"step": run.step, "changed": changed,
+                                                                     "at": time.time()}])
+    log.info("continuing %s from step %d with %s", run.directory, run.step,
+             ", ".join(f"{k}={v[1]}" for k, v in changed.items()) or "no change")
 
 
 def _rng_tensors() -> dict[str, torch.Tensor]:

@@ -1,0 +1,93 @@
+"""Whether a run's phase change is complete, and the command that continues one that is not.
+
+Two readers: the training loop of a ``train.until=phase`` run asks :func:`run_completion` at
+each planned end whether to go on (:func:`interp.checkpoints.next_end` says how far), and the
+summary (so also ``interp report``) prints :func:`completion_line`.
+
+Both read the series training itself stores at every checkpoint (group ``eval``: the band ICL
+score of its held-out loss by token index, and every head's prefix matching), never the
+analysis: so the stop rule works without ``train.analyze``, and a resumed run reads exactly
+the rows an uninterrupted one read at the same step (they are restored bit for bit), so it
+decides the same. The report's window comes from the analysis (more held-out sequences), so
+its edges may differ a little from those the stop rule saw.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import numpy as np
+
+from interp import runs, store
+from interp.config import RunConfig
+from interp.measures.icl import icl_band_score
+from interp.phase.complete import Completion, assess
+
+
+def run_completion(run_dir: str | Path, upto_step: int | None = None) -> Completion | None:
+    """:func:`interp.phase.complete.assess` on the run's ``eval`` series up to ``upto_step``
+    (all when None); None when there is no evaluation yet."""
+    try:
+        evals = store.series_by_step(Path(run_dir), "eval")
+    except store.StoreError:
+        return None
+    steps = np.asarray(evals.get("step", []))
+    if not steps.size or "loss_by_position" not in evals or "prefix_matching" not in evals:
+        return None
+    keep = steps <= (steps.max() if upto_step is None else upto_step)
+    band = icl_band_score(evals["loss_by_position"][keep])
+    return assess(evals["tokens"][keep], band, evals["prefix_matching"][keep])
+
+
+def continue_command(run_dir: str | Path, config: RunConfig) -> str:
+    """The command that takes a run on until its change is complete.
+
+    - ``until=steps`` with a constant rate: ``interp train --resume RUN train.until=phase``
+      (a resume may change ``until`` and ``max_tokens`` only, :func:`interp.config.continue_config`);
+    - ``until=phase`` (it stopped at its cap): the same resume with twice the cap;
+    - a decaying rate: there is no rate for steps past ``train.steps`` that the run would have
+      had, so a new run from the same config with a constant rate, under a new name.
+    """
+    run_dir = Path(run_dir)
+    train = config.train
+    if train.schedule != "constant":
+        return (f"interp train --config {shlex.quote(str(run_dir / 'config.json'))} train.schedule=constant "
+                f"train.until=phase --out {shlex.quote(str(run_dir.parent))} "
+                f"--name {shlex.quote(run_dir.name + '-until-phase')}")
+    resume = f"interp train --resume {shlex.quote(str(run_dir))}"
+    if train.until == "steps":
+        return f"{resume} train.until=phase"
+    return f"{resume} train.max_tokens={2 * config.max_steps * config.tokens_per_step}"
+
+
+def completion_line(run_dir: str | Path) -> str | None:
+    """The summary's line on where the change stands, or None when there is nothing to say.
+
+    For a ``train.until=phase`` run: complete, going on, or stopped at the cap (then with the
+    command that raises it). For any other run: only when it ended mid-change
+    (:attr:`Completion.mid_change`), with the command that continues it. Never for a run that is
+    still training.
+    """
+    run_dir = Path(run_dir)
+    config = runs.read_config(run_dir)
+    status = runs.run_status(run_dir)
+    verdict = run_completion(run_dir)
+    if verdict is None or status == "training":
+        return None
+    info = runs.read_run_info(run_dir)
+    train = config.train
+    if train.until == "phase":
+        end = int(info.get("planned_steps", train.steps))
+        went_on = f"; went on from {train.steps:,} to {end:,} steps" if end > train.steps else ""
+        if verdict.complete:
+            return f"change     complete: {verdict.describe()}{went_on}"
+        if status == "finished" and end >= config.max_steps:
+            return (f"change     stopped at the cap of {config.max_steps:,} steps (train.max_tokens) before "
+                    f"the change was complete: {verdict.describe()}{went_on}; continue it with: "
+                    f"{continue_command(run_dir, config)}")
+        return (f"change     not complete yet: {verdict.describe()}{went_on}; continue it with: "
+                f"interp train --resume {shlex.quote(str(run_dir))}")
+    if not verdict.mid_change:
+        return None
+    return f"change     {verdict.describe()}; continue it with: {continue_command(run_dir, config)}"
