@@ -439,5 +439,5 @@ def _ablation_projection(rows: dict, window) -> np.ndarray | None:
     if not before.any() or not after.any():
         return None
     direction = torch.from_numpy(vectors[after].mean(0) - vectors[before].mean(0))
-    delta = torch.from_numpy(rows["ablation_per_token_change"])  # [A, layer, head, pairs]
+    delta = torch.from_numpy(rows["ablation_per_token_change"]).float()  # [A, layer, head, pairs]; NaN rows: not ablated
     return ablation.projection_on_direction(delta, direction.float()).numpy()
