@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from interp import checkpoints, store
+from interp.fileio import refuse_links_out
 
 
 def induction_threshold() -> float:
@@ -56,6 +57,7 @@ def summarize(run_dir: str | Path) -> str:
     """Lines a researcher wants after training: shape, budget, losses, ICL, induction heads."""
     run_dir = Path(run_dir)
     config = checkpoints.read_config(run_dir)
+    refuse_links_out(run_dir)  # a run from elsewhere: nothing outside it is read
     info = checkpoints.read_run_info(run_dir)
     train = store.series(run_dir, "train")
     evals = store.series(run_dir, "eval")
