@@ -313,7 +313,8 @@ def test_a_link_that_stays_inside_the_run__is_followed_by_every_command(kind, an
     to a file moved into a subfolder of the run works as the file did)."""
     run = _copy(analysed, tmp_path, analysed=False)
     _move_and_link(run, KINDS[kind](run), run / "kept", relative=True)
-    assert cli.main(["analyze", str(run), "--no-progress", "--no-ablation"]) == 0, capsys.readouterr().err
+    assert cli.main(["analyze", str(run), "--no-progress", "--no-ablation", "--icl-examples", "16"]) == 0, \
+        capsys.readouterr().err
     assert cli.main(["report", str(run), "--out", str(tmp_path / "figures")]) == 0, capsys.readouterr().err
     assert cli.main(["summary", str(run)]) == 0, capsys.readouterr().err
     capsys.readouterr()
