@@ -23,6 +23,8 @@ import pytest
 
 from interp import checkpoints, cli, store
 from interp.analysis import drop_analysis
+from interp.errors import LinkOutside
+from interp.recovery import recover_metrics
 from tests.conftest import make_analysed_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -271,6 +273,36 @@ def test_resume__refuses_a_run_whose_journal_links_out(analysed, tmp_path, outsi
     start()
     assert cli.main(["train", "--resume", str(run), "--no-progress"]) == 2
     _one_line_refusal(capsys)
+
+
+def _readers(run: Path, kind: str) -> list:
+    """The library calls that open the file of ``kind`` (each is checked on its own, without
+    the walk of the whole folder that the commands do first)."""
+    last = checkpoints.list_checkpoints(run)[-1]
+    def rebuild_metrics():  # from every checkpoint's manifest.json and trainer.json
+        (run / store.FILENAME).unlink()
+        return recover_metrics(run)
+    loads = [lambda: checkpoints.verify_checkpoint(last.path),
+             lambda: checkpoints.load_model(last.path, verify=False), rebuild_metrics]
+    metrics = [lambda: store.series(run, "train"), lambda: store.compact(run)]
+    return {"config.json": [lambda: checkpoints.read_config(run)],
+            "run.json": [lambda: checkpoints.read_run_info(run), lambda: checkpoints.update_run_info(run, step=1)],
+            "weights": loads[:2], "manifest": [loads[0], loads[2]], "trainer state": [loads[0], loads[2]],
+            "checkpoint folder": loads, "metrics.h5": metrics,
+            "journal entry": metrics, "journal folder": metrics}[kind]
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "figures folder"])
+def test_each_reader_in_the_library__refuses_a_link_out_by_itself(kind, analysed, tmp_path, outside):
+    """What guards library callers (experiments, a notebook, the app's views): every open of a
+    run's file checks its own path, even where no command walked the folder first."""
+    folder, start = outside
+    run = _linked_out(kind, tmp_path, folder, analysed)
+    readers = _readers(run, kind)
+    start()
+    for read in readers:
+        with pytest.raises(LinkOutside, match="links outside the run folder"):
+            read()
 
 
 # --------------------------------------------------------------------------- lock files
