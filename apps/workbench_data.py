@@ -39,11 +39,14 @@ def scan_runs(root: Path) -> tuple[list[Path], dict[Path, str]]:
     """Run directories (those with a config.json) under ``root`` and one level deeper (a
     sweep's folder of runs), or ``root`` itself if it is a run; and the folders that could not
     be looked into, each with the reason. A folder this user cannot read is listed (the Runs
-    view marks it) instead of stopping the page for every other run."""
+    view marks it) instead of stopping the page for every other run; so is a run that holds a
+    link out of its folder (:mod:`interp.fileio`), which no view then opens."""
     root = Path(root)
     unreadable: dict[Path, str] = {}
     if _is_run(root, unreadable):
         return [root], unreadable
+    if root in unreadable:  # a run with a link out is not looked into either
+        return [], unreadable
     found = []
     for child in _subfolders(root, unreadable):
         if _is_run(child, unreadable):
@@ -60,10 +63,28 @@ def find_runs(root: Path) -> list[Path]:
 
 def _is_run(folder: Path, unreadable: dict[Path, str]) -> bool:
     try:
-        return (folder / "config.json").is_file()
+        if not (folder / "config.json").is_file():
+            return False
+        _no_link_out(str(folder), _mtime(folder))
+        return True
     except OSError as err:  # EACCES on the folder: stat of its entries fails
         unreadable[folder] = err.strerror or type(err).__name__
-        return False
+    except InterpError as err:  # a link out of the run folder
+        unreadable[folder] = str(err)
+    return False
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _no_link_out(run: str, mtime: int) -> None:
+    """:func:`interp.fileio.refuse_links_out`, once per run folder and change of its listing
+    (every view's own reads check the files they open as well)."""
+    from interp.fileio import refuse_links_out
+
+    refuse_links_out(Path(run))
+
+
+def _mtime(folder: Path) -> int:
+    return folder.stat().st_mtime_ns
 
 
 def _subfolders(folder: Path, unreadable: dict[Path, str]) -> list[Path]:

@@ -45,7 +45,7 @@ def runs_view(all_runs: list[Path], unreadable: dict[Path, str] | None = None) -
     rows, problems, unanalysed, empty = [], [], [], []
     for folder, reason in (unreadable or {}).items():
         rows.append({"run": D.run_label(folder), "status": "unreadable"})
-        problems.append(f"{D.run_label(folder)}: cannot be read ({reason}); its runs are not listed")
+        problems.append(f"{D.run_label(folder)}: cannot be read ({reason})")
     for run in all_runs:
         try:
             cfg = D.config(run)

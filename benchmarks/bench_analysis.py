@@ -2,9 +2,11 @@
 
 Times each measure on one checkpoint (targets on this CPU: < 2 s for everything except the
 ablations, < 10 s for the ablations of every head), then, with ``--run``, ``analyze_run`` over
-a whole run (60+ checkpoints) from scratch in a temporary copy.
+a whole run (60+ checkpoints) from scratch in a temporary copy, and that time over the run's own
+training time (issue 11's goal: <= 0.35), with the window it finds; ``--dense`` adds the same
+with every checkpoint ablated (the behaviour before interp.costly) in the same process.
 
-    python benchmarks/bench_analysis.py [RUN] [--checkpoint STEP] [--run]
+    python benchmarks/bench_analysis.py [RUN] [--checkpoint STEP] [--run [--dense]]
 
 RUN defaults to checkpoints/default (train it with ``interp quickstart``).
 """
@@ -23,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from interp import checkpoints, store  # noqa: E402
-from interp.analysis import AnalysisConfig, analyze_checkpoint, analyze_run, build_probes  # noqa: E402
+from interp.analysis import AnalysisConfig, analyze_checkpoint, analyze_run, build_probes, drop_analysis  # noqa: E402
 from interp.rundata import analysis_data  # noqa: E402
 from interp.measures import ablation, circuits, heads  # noqa: E402
 from interp.measures.icl import per_token_losses  # noqa: E402
@@ -44,6 +46,7 @@ def main() -> None:
     parser.add_argument("run", nargs="?", type=Path, default=Path("checkpoints/default"))
     parser.add_argument("--checkpoint", type=int, help="step to time (default: the middle one)")
     parser.add_argument("--run", dest="whole", action="store_true", help="also time analyze_run on the whole run")
+    parser.add_argument("--dense", action="store_true", help="with --run: also time it with every checkpoint ablated")
     args = parser.parse_args()
 
     config = checkpoints.read_config(args.run)
@@ -88,14 +91,28 @@ def main() -> None:
     print(f"  {'analyze_checkpoint, all of it':66s} {best_of(lambda: analyze_checkpoint(model, probes, analysis), 2):6.2f} s")
 
     if args.whole:
-        with tempfile.TemporaryDirectory() as tmp:
-            copy = Path(tmp) / args.run.name
-            shutil.copytree(args.run, copy, ignore=shutil.ignore_patterns(store.FILENAME, "figures"))
-            start = time.perf_counter()
-            analyze_run(copy, analysis, progress=False)
-            elapsed = time.perf_counter() - start
-            print(f"analyze_run over {len(found)} checkpoints: {elapsed:.0f} s "
-                  f"({elapsed / len(found):.2f} s per checkpoint)")
+        from interp.summary import training_clock
+
+        train_seconds = float(training_clock(store.series(args.run, "train"))[-1])
+        configs = {"sparse ablations (default)": analysis}
+        if args.dense:
+            configs["every checkpoint ablated"] = AnalysisConfig(ablate_every=1)
+        for name, chosen_config in configs.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                copy = Path(tmp) / args.run.name
+                shutil.copytree(args.run, copy, ignore=shutil.ignore_patterns(store.FILENAME, "metrics.journal",
+                                                                             "figures"))
+                shutil.copy2(args.run / store.FILENAME, copy / store.FILENAME)  # its train and eval series
+                drop_analysis(copy)
+                start = time.perf_counter()
+                result = analyze_run(copy, chosen_config, progress=False)
+                elapsed = time.perf_counter() - start
+                phase = store.attrs(copy, "phase")
+                print(f"analyze_run, {name}: {len(found)} checkpoints, {len(result.get('ablated', []))} ablated, "
+                      f"{elapsed:.0f} s ({elapsed / len(found):.2f} s per checkpoint); training took "
+                      f"{train_seconds:.0f} s: analysis / training = {elapsed / train_seconds:.2f} (goal <= 0.35); "
+                      f"window {phase.get('window_start_tokens', float('nan')) / 1e6:.2f}M-"
+                      f"{phase.get('window_end_tokens', float('nan')) / 1e6:.2f}M tokens")
 
 
 if __name__ == "__main__":

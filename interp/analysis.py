@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 from interp import checkpoints, runlock, rundata, store
-from interp.errors import CheckpointError, InterpError
+from interp.errors import CheckpointError, InterpError, LinkOutside
+from interp.fileio import refuse_links_out
 from interp.measures import ablation, circuits, heads, vocab
 from interp.measures.icl import (band_half_width, icl_band_score, icl_indices, icl_score,
                                  per_token_losses)
@@ -207,6 +208,7 @@ def analyze_run(run_dir: str | Path, config: AnalysisConfig = AnalysisConfig(),
     """
     run_dir = Path(run_dir)
     run_config = checkpoints.read_config(run_dir)
+    refuse_links_out(run_dir)  # a run from elsewhere: nothing outside it is read or written
     found = checkpoints.list_checkpoints(run_dir)
     if not found:
         raise CheckpointError(f"'{run_dir}' has no complete checkpoint yet; wait for training to "
@@ -284,6 +286,8 @@ def _analyze_checkpoints(run_dir: Path, todo: list, probes: Probes, config: Anal
     for checkpoint in tqdm(todo, desc=f"analyze {run_dir.name}", disable=not progress, unit="ckpt"):
         try:
             model = checkpoints.load_model(checkpoint.path)
+        except LinkOutside:
+            raise  # not a damaged checkpoint: the run folder is refused as a whole
         except InterpError as err:
             log.warning("skipping step %d: %s", checkpoint.step, err)
             result["skipped"][checkpoint.step] = str(err)
@@ -369,6 +373,7 @@ def drop_analysis(run_dir: str | Path) -> None:
     file is moved aside and rebuilt first (its analysis is dropped either way)."""
     run_dir = Path(run_dir)
     checkpoints.read_config(run_dir)  # a clear error for a missing or foreign directory
+    refuse_links_out(run_dir)
     with runlock.hold(run_dir, "analyze"):
         _recover(run_dir)
         if not (run_dir / store.FILENAME).exists():

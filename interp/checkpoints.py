@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file
 from interp.config import RunConfig, TrainConfig
 from interp.errors import CheckpointError
 from interp.fileio import fsync_path as _fsync_dir
+from interp.fileio import inside_run
 from interp.fileio import sha256_file as _sha256
 from interp.model import Transformer
 from interp.runs import (  # noqa: F401
@@ -136,7 +137,9 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         _write_checkpoint_files(tmp, model, optimizer, trainer, extra_tensors)
-        if final.exists():  # a rerun of the same step (resume) replaces it whole
+        if final.is_symlink():  # never made by interp: replace the link, not what it points to
+            final.unlink()
+        elif final.exists():  # a rerun of the same step (resume) replaces it whole
             shutil.rmtree(final)
         os.rename(tmp, final)
     finally:  # a failed write (a full disk) leaves no half-written temporary behind
@@ -190,6 +193,12 @@ def optimizer_from_flat(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 # --------------------------------------------------------------------------- loading
 
+def checkpoint_file(path: Path, name: str) -> Path:
+    """``path / name`` for a checkpoint folder of a run; :class:`~interp.errors.LinkOutside`
+    when the folder or the file is a link out of the run folder (:mod:`interp.fileio`)."""
+    return inside_run(Path(path).parent, Path(path) / name)
+
+
 def verify_checkpoint(path: Path) -> None:
     """Raise CheckpointError unless the manifest maps every checkpoint file to its size and
     sha256 and every file matches. A manifest that is not such a complete mapping ({}, [], an
@@ -197,7 +206,7 @@ def verify_checkpoint(path: Path) -> None:
     path = Path(path)
     manifest = _read_manifest(path)
     for name in FILES:
-        file, entry = path / name, manifest[name]
+        file, entry = checkpoint_file(path, name), manifest[name]
         if not file.is_file() or file.stat().st_size != entry["bytes"] or _sha256(file) != entry["sha256"]:
             raise CheckpointError(f"checkpoint {path} fails its integrity check ({name} differs from "
                                   f"manifest.json); delete it, or resume from an earlier one")
@@ -205,7 +214,7 @@ def verify_checkpoint(path: Path) -> None:
 
 def _read_manifest(path: Path) -> dict[str, dict[str, Any]]:
     try:
-        manifest = json.loads((path / "manifest.json").read_text())
+        manifest = json.loads(checkpoint_file(path, "manifest.json").read_text())
     except (OSError, ValueError):
         raise CheckpointError(f"checkpoint {path} has no readable manifest.json; it is incomplete") from None
     valid = isinstance(manifest, dict) and set(manifest) == set(FILES) and all(
@@ -248,7 +257,7 @@ def _check_before_allocating(config: RunConfig, path: Path) -> None:
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in Transformer(config.model).state_dict().items()}
     try:
-        with safe_open(str(path / "model.safetensors"), framework="pt") as handle:
+        with safe_open(str(checkpoint_file(path, "model.safetensors")), framework="pt") as handle:
             found = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"checkpoint file {path / 'model.safetensors'} cannot be read "
@@ -289,7 +298,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", verify: boo
     config = read_config(path.parent)  # sizes within interp.config's limits
     _check_before_allocating(config, path)
     model = Transformer(config.model)
-    _load_weights(model, _load_tensors(path / "model.safetensors"), path)
+    _load_weights(model, _load_tensors(checkpoint_file(path, "model.safetensors")), path)
     return model.to(device).eval()
 
 
@@ -311,10 +320,10 @@ def load_trainer_state(checkpoint: Checkpoint, model: Transformer,
     """
     path = checkpoint.path
     verify_checkpoint(path)
-    weights = _load_tensors(path / "model.safetensors", str(model.device))
-    tensors = _load_tensors(path / "trainer.safetensors")
+    weights = _load_tensors(checkpoint_file(path, "model.safetensors"), str(model.device))
+    tensors = _load_tensors(checkpoint_file(path, "trainer.safetensors"))
     try:
-        trainer = json.loads((path / "trainer.json").read_text())
+        trainer = json.loads(checkpoint_file(path, "trainer.json").read_text())
         step, meta = int(trainer["step"]), trainer.pop("optimizer")
         optim_state = optimizer_from_flat(tensors, meta)
         if "rng/torch_cpu" not in tensors:

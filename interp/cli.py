@@ -240,9 +240,11 @@ def _analyze(run_dir: Path, ablate: bool = True, icl_examples: int = 256, progre
     from interp import runlock
     from interp.analysis import AnalysisConfig, analyze_run, drop_analysis
     from interp.checkpoints import read_config, run_status
+    from interp.fileio import refuse_links_out
 
     config = AnalysisConfig(ablate=ablate, icl_examples=icl_examples)
     read_config(run_dir)  # the clear error for a missing or foreign folder first
+    refuse_links_out(run_dir)  # before the lock file is opened (untrusted runs: interp/fileio.py)
     with runlock.hold(run_dir, "analyze"):  # --redo and the analysis as one: nobody in between
         if redo:
             drop_analysis(run_dir)
@@ -263,15 +265,17 @@ def _report(run_dirs: list[Path], out: Path | None) -> None:
 
 
 def _runs(root: Path) -> None:
-    """One line per run; a run whose files cannot be read is listed as such, never stopping
-    the listing of the others."""
+    """One line per run; a run whose files cannot be read, or that holds a link out of its
+    folder, is listed as damaged, never stopping the listing of the others."""
     from interp.checkpoints import list_checkpoints, read_run_info, run_status
+    from interp.fileio import refuse_links_out
 
     runs = sorted(p for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
     if not runs:
         print(f"no runs under {root}; start one with 'interp train'")
     for run in runs:
         try:
+            refuse_links_out(run)
             info = read_run_info(run)
             print(f"{run.name:40s} {run_status(run):12s} {len(list_checkpoints(run)):4d} checkpoints  "
                   f"step {info.get('step', '-')}")

@@ -24,3 +24,8 @@ class CheckpointError(InterpError):
 
 class TrainingDiverged(InterpError):
     """The training loss (or the held-out loss at a checkpoint) became NaN or infinite."""
+
+
+class LinkOutside(InterpError):
+    """A file or folder of a run folder that is a symbolic link out of it (or a lock file that
+    is a link): a run from elsewhere may make interp read or write only its own files."""

@@ -50,6 +50,7 @@ import h5py
 import numpy as np
 
 from interp.fileio import fsync_path as _fsync
+from interp.fileio import inside_run
 from interp.storeview import Op, Ref
 
 DIRNAME = "metrics.journal"
@@ -77,8 +78,11 @@ def new_id() -> str:
 
 
 def directory(run_dir: Path) -> Path:
-    """The journal folder, as an absolute path (entries are known by path across calls)."""
-    return Path(run_dir).absolute() / DIRNAME
+    """The journal folder, as an absolute path (entries are known by path across calls);
+    :class:`~interp.errors.LinkOutside` if it is a link out of the run folder (nothing is
+    read, written or deleted through it)."""
+    root = Path(run_dir).absolute()
+    return inside_run(root, root / DIRNAME)
 
 
 # --------------------------------------------------------------------------- writing
@@ -183,15 +187,19 @@ def load(run_dir: Path, journal_id: str | None, verify: bool = False) -> tuple[l
 
 
 def _listing(run_dir: Path, journal_id: str) -> dict[int, Path]:
+    folder = directory(run_dir)
     try:
-        names = os.listdir(directory(run_dir))
+        with os.scandir(folder) as listed:
+            entries = list(listed)
     except FileNotFoundError:
         return {}
     found = {}
-    for name in names:
-        match = _ENTRY.match(name)
+    for entry in entries:
+        match = _ENTRY.match(entry.name)
         if match and match.group(1) == journal_id:
-            found[int(match.group(2))] = directory(run_dir) / name
+            if entry.is_symlink():  # an entry that links out of the run is refused, not read
+                inside_run(folder.parent, folder / entry.name)
+            found[int(match.group(2))] = folder / entry.name
     return found
 
 

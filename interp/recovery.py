@@ -28,6 +28,7 @@ import numpy as np
 
 from interp import store
 from interp.errors import InterpError
+from interp.fileio import inside_run
 from interp.runs import list_checkpoints, read_config
 
 SERIES = ("train", "eval")
@@ -84,8 +85,8 @@ def _rebuild(handle: h5py.File, run_dir: Path, aside: Path | None) -> dict[str, 
 def _records(checkpoint: Path) -> dict[str, Any] | None:
     """The ``records`` of a checkpoint's trainer.json, when that file matches its manifest."""
     try:
-        manifest = json.loads((checkpoint / "manifest.json").read_text())
-        raw = (checkpoint / "trainer.json").read_bytes()
+        manifest = json.loads(inside_run(checkpoint.parent, checkpoint / "manifest.json").read_text())
+        raw = inside_run(checkpoint.parent, checkpoint / "trainer.json").read_bytes()
         entry = manifest["trainer.json"]
         if len(raw) != entry["bytes"] or hashlib.sha256(raw).hexdigest() != entry["sha256"]:
             return None

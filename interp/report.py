@@ -26,6 +26,7 @@ from interp import costly, store
 from interp.analysis import analysis_series
 from interp.composition_trend import Baseline, composition_trend, describe, random_baseline, window_from_phase
 from interp.errors import InterpError
+from interp.fileio import refuse_links_out
 from interp.measures.icl import icl_band_score
 from interp.measures.pca import per_token_loss_pca
 from interp.runs import read_config
@@ -52,6 +53,7 @@ REQUIRED = ("tokens", "icl_score", "icl_score_stderr", "val_loss", "loss_by_posi
 
 
 def _rows(run_dir: Path) -> dict[str, np.ndarray]:
+    refuse_links_out(run_dir)  # a run from elsewhere: nothing outside it is read, no figure written there
     rows = analysis_series(run_dir)
     if not len(rows.get("step", [])):
         raise InterpError(f"'{run_dir}' has no analysis yet; run 'interp analyze {run_dir}' first")

@@ -25,6 +25,9 @@ Markov runs carry only data.json: their sequences are a function of the config's
   run's config.json (a shared run could name /etc/passwd as its corpus or a system folder as
   its cache), and they write nothing outside the run folder except, for an old stdlib run,
   this user's own cache (below).
+- A symbolic link in the run folder is followed only when it resolves inside it; a run that
+  holds a link out of its folder is refused in one line (:mod:`interp.fileio`), and the
+  files of ``data/`` must lie in ``data/`` itself (below).
 - Only training reads the corpus a config names: ``interp train`` with the config the user
   gives, and ``interp train --resume RUN``, which continues RUN on the data its config.json
   names (read a foreign config.json before resuming it).

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Iterator
 
 from interp.errors import InterpError
+from interp.fileio import open_lock_file
 
 ROLES = {"train": ".train.lock", "analyze": ".analyze.lock"}
 PROBE_RETRIES = 5  # x 50 ms: longer than any probe holds its shared lock
@@ -101,7 +102,7 @@ def _open_locked(path: Path, role: str, wait: bool):
     keeps no lock file when nobody writes it), so a lock won on a file that was removed
     meanwhile is worthless: then try again on the file now at ``path``."""
     while True:
-        handle = open(path, "a+")
+        handle = open_lock_file(path)  # never a link: a link to config.json would be emptied
         try:
             _acquire(handle, path, role, wait)
             same = _same_file(path, handle)
@@ -148,8 +149,8 @@ def holder(run_dir: str | Path, role: str) -> tuple[str, str] | None:
     """
     path = lock_path(run_dir, role)
     try:
-        handle = open(path, "r")
-    except OSError:
+        handle = open_lock_file(path, "r")
+    except (OSError, InterpError):  # none, unreadable, or a link (whose target is not read)
         return None
     with handle:
         key = (str(Path(run_dir).resolve()), role)

@@ -19,7 +19,7 @@ from typing import Any
 from interp import runlock
 from interp.config import RunConfig
 from interp.errors import CheckpointError, InterpError
-from interp.fileio import fsync_path
+from interp.fileio import fsync_path, inside_run
 
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
 
@@ -52,7 +52,7 @@ def read_config(run_dir: Path) -> RunConfig:
     if not Path(run_dir).is_dir():
         raise CheckpointError(f"run directory '{run_dir}' does not exist; "
                               f"list runs with 'interp runs' or pass a path under checkpoints/")
-    if not path.is_file():
+    if not inside_run(run_dir, path).is_file():
         raise CheckpointError(f"'{run_dir}' has no config.json, so it is not an interp run directory")
     try:
         return RunConfig.from_json(path.read_text())
@@ -73,7 +73,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:
     """run.json as a dict ({} when there is none); a damaged one is a CheckpointError."""
-    path = Path(run_dir) / "run.json"
+    path = inside_run(run_dir, Path(run_dir) / "run.json")
     if not path.is_file():
         return {}
     try:

@@ -76,6 +76,7 @@ import numpy as np
 from interp import journal
 from interp.errors import InterpError
 from interp.fileio import fsync_path as _fsync
+from interp.fileio import inside_run, open_lock_file
 from interp.storeview import (
     DamagedMetrics,
     DataNode,
@@ -112,7 +113,7 @@ _ATTEMPTS = 8  # reads started again when a compaction replaced what they were r
 
 @contextmanager
 def _locked(run_dir: Path) -> Iterator[None]:
-    with open(Path(run_dir) / ".metrics.lock", "a+") as lock:
+    with open_lock_file(Path(run_dir) / ".metrics.lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -230,7 +231,7 @@ def _load(run_dir: Path, writer: bool, pin: bool) -> _State:
 
 
 def _load_once(run_dir: Path, writer: bool, pin: bool) -> _State:
-    path = run_dir / FILENAME
+    path = inside_run(run_dir, run_dir / FILENAME)  # never read through a link out of the run
     files = _Files(path)
     try:
         if not path.exists():
@@ -486,8 +487,9 @@ def replace_damaged(run_dir: Path, build: Callable[[h5py.File, Path | None], Non
     metrics lock, so no writer sees the file missing in between.
     """
     run_dir = Path(run_dir)
-    path = run_dir / FILENAME
+    path = inside_run(run_dir, run_dir / FILENAME)
     with _locked(run_dir):
+        journal.clean_temporaries(run_dir)
         if not path.exists() or readable(path):
             return None
         stamp = time.strftime('%Y%m%d-%H%M%S')
@@ -504,7 +506,8 @@ def rebuild_missing(run_dir: Path, build: Callable[[h5py.File, Path | None], Non
     """Write a metrics file with ``build(handle, None)`` where none exists (under the lock)."""
     run_dir = Path(run_dir)
     with _locked(run_dir):
-        if not (run_dir / FILENAME).exists():
+        journal.clean_temporaries(run_dir)
+        if not inside_run(run_dir, run_dir / FILENAME).exists():  # a dangling link out is refused
             _write_new(run_dir, lambda handle: build(handle, None))
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from interp import checkpoints, store
 from interp.phase.heads import LEGACY, RULE
 from interp.phase.report import describe_head, labelled_heads
+from interp.fileio import refuse_links_out
 
 
 def training_clock(train: dict) -> np.ndarray:
@@ -39,6 +40,7 @@ def summarize(run_dir: str | Path) -> str:
     """Lines a researcher wants after training: shape, budget, losses, ICL, induction heads."""
     run_dir = Path(run_dir)
     config = checkpoints.read_config(run_dir)
+    refuse_links_out(run_dir)  # a run from elsewhere: nothing outside it is read
     info = checkpoints.read_run_info(run_dir)
     train = store.series(run_dir, "train")
     evals = store.series(run_dir, "eval")

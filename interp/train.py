@@ -36,6 +36,7 @@ from interp.config import RunConfig, TrainConfig, continue_config
 from interp.data import load_dataset
 from interp.device import autocast, pick_device, pick_precision
 from interp.errors import CheckpointError, ConfigError, InterpError, TrainingDiverged
+from interp.fileio import refuse_links_out
 from interp.measures.heads import (RepeatedTokens, middle_frequency_pool, prefix_matching,
                                    repeated_token_probe)
 from interp.measures.icl import icl_indices, icl_score, per_token_losses
@@ -139,6 +140,7 @@ def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False,
     run_dir = Path(run_dir)
     if resume:
         checkpoints.read_config(run_dir)  # the clear error for a missing or foreign folder first
+        refuse_links_out(run_dir)  # nothing outside the run is read or written through a link
         with runlock.hold(run_dir, "train"):
             stored = checkpoints.read_config(run_dir)
             run = _prepare(continue_config(stored, changes) if changes else stored, run_dir)
