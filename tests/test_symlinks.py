@@ -130,6 +130,7 @@ def _copy(run: Path, where: Path, analysed: bool = True) -> Path:
         for checkpoint in checkpoints.list_checkpoints(copy)[:-2]:
             shutil.rmtree(checkpoint.path)
         drop_analysis(copy)
+        store.compact(copy)  # the drop's own journal entry (whether it compacted depends on sizes)
     return copy
 
 
