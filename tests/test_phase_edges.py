@@ -179,6 +179,42 @@ def test_broken_stick__breakpoints_at_the_edges_of_their_ranges():
     assert (at_start.x0, at_start.x1) == (X[16], X[24]) == (at_end.x0, at_end.x1)
 
 
+def test_broken_stick__the_ramp_falls_more_steeply_than_each_flank_beyond_rounding():
+    """Where an exact fit would break the rule, the fit found keeps it by a clear margin:
+    a flat stretch between two rises (exact with a ramp of 0), a single bend (exact with the
+    ramp's slope equal to a flank's) and a steep straight line (every slope equal) give either
+    no fit or one whose ramp is below 0 and below both flanks by more than rounding. Catches
+    the rounding margin added instead of subtracted, or shrinking as the slope grows."""
+    flat_between_rises = broken_stick(X, stick(6.3, 6.6, before=1.0, inside=0.0, after=1.0), must_contain=6.45)
+    bend_after = broken_stick(X, np.where(X < 6.5, 6.5 - X, 0.0), must_contain=6.3)
+    bend_before = broken_stick(X, np.where(X > 6.5, 6.5 - X, 0.0), must_contain=6.8)
+    for fit in (flat_between_rises, bend_after, bend_before):
+        assert fit is not None
+        assert fit.slope_inside < min(0.0, fit.slope_before, fit.slope_after) - 1e-6
+    assert broken_stick(X, -3.0 * X, must_contain=6.45) is None
+
+
+def test_broken_stick__five_checkpoints_are_enough_for_a_drop_at_the_end():
+    """With ``may_end``, five checkpoints allow exactly one pair (x0 = 3rd checkpoint, x1 =
+    the last); it is found. Catches a minimum of six checkpoints and a refusal of a single
+    candidate pair."""
+    x = X[:5]
+    fit = broken_stick(x, stick(x[2], x[4] + 0.05, after=0.0, x=x), must_contain=x[2], may_end=True)
+    assert (fit.x0, fit.x1) == (x[2], x[4]) and fit.slope_inside == pytest.approx(-3.0)
+
+
+def test_neighbourhood__a_checkpoint_exactly_one_width_away_counts():
+    """On checkpoints that are exact binary fractions (0.5 decades apart) a checkpoint exactly
+    one window width outside either edge is in the neighbourhood, for a window wider than a
+    decade too. Near the run's ends MIN_FLANK is cut at the first and last checkpoint. Catches
+    the rounding slack with the wrong sign (or negative for wide windows) and the ends clipped
+    one checkpoint early."""
+    x = np.arange(20) * 0.5
+    assert _neighbourhood(x, 10, 14) == (6, 18)  # width 2 decades: 3.0 and 9.0 are checkpoints
+    assert _neighbourhood(X, 2, 3) == (0, 6)
+    assert _neighbourhood(X, 37, 38) == (34, 40)
+
+
 def test_refine_edges__knots_on_checkpoints_are_their_own_bracket():
     """Breakpoints exactly at checkpoints 16 and 24: the window is (16, 24), not one checkpoint
     wider on either side. Catches the rounding guard (1e-12) applied the wrong way round."""
