@@ -31,8 +31,11 @@ mutants again. Timeouts are listed by name with their diffs.
 
 Which tests run: TESTS below maps each source folder to the fast test files that exercise it
 (tests marked ``slow`` or ``browser`` are left out); mutmut then runs, for each mutant, only the
-tests that called the mutated function. ``--tests`` overrides the mapping. To cover a new folder,
-add one line to TESTS and pass the folder.
+tests that called the mutated function, stopping at the first failure. ``--tests`` overrides the
+mapping. To cover a new folder, add one line to TESTS and pass the folder. In the copy, the
+mutated module's own test file (``tests/test_<package>_<module>.py`` or ``test_<module>.py``)
+runs first, so a mutant it catches stops within seconds rather than after the slower tests of
+the whole package; the order changes the time, not the verdicts.
 
 One rewrite, in the copy only: mutmut 3 skips every decorated function, and most measures are
 ``@torch.no_grad()`` functions. So in the copy each function whose only decorators are
@@ -141,6 +144,29 @@ def undecorate(path: Path) -> tuple[list[str], list[str]]:
 
     path.write_text(module.visit(Rewrite()).code)
     return rewritten, skipped
+
+
+ORDER_HOOK = """
+
+# Added by scripts/mutation.py in its copy only: the mutated modules' own test files run first,
+# so that a mutant they catch stops at once (mutmut runs pytest -x) instead of after the others.
+def pytest_collection_modifyitems(config, items):
+    first = {first!r}
+    items.sort(key=lambda item: item.nodeid.split("::")[0].rsplit("/", 1)[-1] not in first)
+"""
+
+
+def run_own_tests_first(work: Path, files: list[Path], tests: list[str]) -> list[str]:
+    """In the copy, make pytest run ``tests/test_<package>_<module>.py`` (or ``test_<module>.py``)
+    of each mutated module before the other test files; returns their names."""
+    names = {Path(t).name for t in tests}
+    first = sorted(n for f in files for n in (f"test_{f.parent.name}_{f.stem}.py", f"test_{f.stem}.py") if n in names)
+    if first:
+        conftest = work / "tests" / "conftest.py"
+        conftest.parent.mkdir(exist_ok=True)
+        with conftest.open("a") as out:
+            out.write(ORDER_HOOK.format(first=first))
+    return first
 
 
 def target_files(work: Path, targets: list[str]) -> list[Path]:
@@ -281,11 +307,14 @@ def main() -> None:
     try:
         copy_tree(work)
         rewritten, skipped = {}, {}
-        for path in target_files(work, targets):
+        files = target_files(work, targets)
+        for path in files:
             rel = str(path.relative_to(work))
             rewritten[rel], skipped[rel] = undecorate(path)
+        first = run_own_tests_first(work, files, tests)
         write_config(work, targets, tests, args.timeout_multiplier)
-        print(f"mutmut {version} on {' '.join(targets)}; tests: {' '.join(tests)}; work folder {work}", flush=True)
+        print(f"mutmut {version} on {' '.join(targets)}; tests: {' '.join(tests)}"
+              + (f" ({', '.join(first)} first)" if first else "") + f"; work folder {work}", flush=True)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # one core per worker
         log = work / "mutmut.log"  # mutmut's own progress output, for `tail -f` during a long run
         print(f"mutmut's output: {log}", flush=True)
