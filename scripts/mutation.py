@@ -74,6 +74,7 @@ TESTS = {
 PYTEST_ARGS = ["-m", "not slow and not browser", "-p", "no:cacheprovider"]
 NEUTRAL_DECORATORS = {"torch.no_grad()", "torch.inference_mode()"}
 DETECTED = {"killed", "timeout", "segfault"}  # the tests failed, hung or crashed: the mutant was caught
+INTERRUPTED = "check was interrupted by user"
 
 
 def tests_for(targets: list[str]) -> list[str]:
@@ -319,8 +320,11 @@ def main() -> None:
         log = work / "mutmut.log"  # mutmut's own progress output, for `tail -f` during a long run
         print(f"mutmut's output: {log}", flush=True)
         again = list(args.rerun)
-        if args.rerun_survivors and (work / "mutants").is_dir():
-            again += [n for n, s in results(work, mutmut).items() if s not in DETECTED]
+        if (work / "mutants").is_dir():  # a resumed run
+            earlier = results(work, mutmut)
+            # A stop interrupts the mutants under test (pytest exits 2); mutmut keeps that as
+            # their result, so they are named to be tested again.
+            again += [n for n, s in earlier.items() if s == INTERRUPTED or (args.rerun_survivors and s not in DETECTED)]
         # Without names mutmut tests the mutants that have no result yet; with names, only those.
         returncode = run_mutmut(work, env, log, ["--max-children", str(args.jobs)], args.wall_factor)
         if returncode == 0 and again:
