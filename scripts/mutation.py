@@ -340,7 +340,7 @@ def main() -> None:
         if temporary and finished and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         elif not finished:
-            print(f"stopped; the work folder is kept: resume with --work {work}", file=sys.stderr)
+            print(f"not finished; the work folder is kept: resume with --work {work}", file=sys.stderr)
     minutes = (time.time() - start) / 60
 
     explained = (ROOT / "docs" / "MUTATION.md").read_text() if (ROOT / "docs" / "MUTATION.md").exists() else ""
