@@ -135,7 +135,10 @@ def main() -> None:
 
         # What checkpoints add: evaluation, metrics flush and the atomic save, per checkpoint.
         from interp.checkpoints import checkpoint_schedule
-        from interp.train import _checkpoint
+        from interp.train import _checkpoint, _write_run_files
+
+        run.directory.mkdir(parents=True, exist_ok=True)  # _prepare wrote nothing
+        _write_run_files(run)
 
         seconds = statistics.median(timed(lambda: _checkpoint(run), 1) for _ in range(5))
         n_checkpoints = len(checkpoint_schedule(config.train))

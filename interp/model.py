@@ -13,8 +13,9 @@ As soon as a hook is attached to the scores or pattern (``run_with_cache``, patt
 the explicit kernel runs, with the hooks. Otherwise :func:`attention_kernel` chooses by a fixed
 rule (not a calibration, so that a run and its resume always use the same kernel): ``explicit``
 on the CPU up to a context of :data:`EXPLICIT_MAX_CTX`, where PyTorch's CPU flash kernel (a
-blocked loop written for long contexts) was measured at 0.75-0.85 of the two matmuls' speed
-for this project's shapes (``benchmarks/bench_train.py --attention``); ``sdpa`` on CUDA and
+blocked loop written for long contexts) trained the default preset at 0.86-0.87 of the explicit
+kernel's tokens/s on a quiet 2-core CPU (``benchmarks/bench_train.py --attention``, 2026-12-02);
+``sdpa`` on CUDA and
 for longer contexts, where the explicit kernel's [batch, head, n, n] scores cost memory.
 
 Architecture choices beyond the config (stated here because analysis depends on them):
