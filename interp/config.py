@@ -26,7 +26,7 @@ from interp.errors import ConfigError
 Positional = Literal["learned", "shortformer", "rotary", "none"]
 Normalization = Literal["layernorm", "none"]
 Activation = Literal["gelu", "relu"]
-SourceKind = Literal["stdlib", "files", "jsonl", "hf", "tokens", "markov"]
+SourceKind = Literal["stdlib", "files", "jsonl", "dictd", "hf", "tokens", "markov"]
 Packing = Literal["document", "concatenate"]
 Schedule = Literal["constant", "cosine", "linear"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
@@ -111,7 +111,8 @@ class DataConfig:
     Attributes:
         source: ``stdlib`` (the running interpreter's standard library source, offline on
             every machine), ``files`` (a text file, a directory or a glob), ``jsonl`` (a JSON
-            Lines file with a text field), ``hf`` (a Hugging Face dataset: a local
+            Lines file with a text field), ``dictd`` (the entries of dictd dictionaries, by
+            their ``.index`` files: FOLDOC and the Jargon File install offline this way), ``hf`` (a Hugging Face dataset: a local
             ``save_to_disk`` folder or a hub name), ``tokens`` (a pre-tokenised ``.npy`` array:
             1-D is one stream whose last ``heldout_fraction`` is held out, 2-D is one document
             per row),
@@ -152,7 +153,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        needs_path = self.source in ("files", "jsonl", "hf", "tokens")
+        needs_path = self.source in ("files", "jsonl", "dictd", "hf", "tokens")
         _check(not needs_path or bool(self.path),
                f"data.source={self.source} needs data.path (a file, directory, glob or name)")
         _check(self.vocab_size >= 260, "data.vocab_size must be >= 260 (256 bytes + specials)")

@@ -147,6 +147,14 @@ def _jsonl_text(line: str, key: str, path: Path, lineno: int) -> str:
     return text
 
 
+def _dictd(cfg: DataConfig) -> Iterator[Document]:
+    """Each entry of each dictd dictionary named by its ``.index`` file (:mod:`interp.data.dictd`)."""
+    from interp.data import dictd  # only this source reads the format
+    for name, path in resolve_files(cfg.path, suffixes=(".index",)):
+        for headword, text in dictd.entries(path):
+            yield f"{name}:{headword}", text
+
+
 def _hf(cfg: DataConfig) -> Iterator[Document]:
     dataset = open_hf_dataset(cfg)
     key = cfg.text_field
@@ -198,7 +206,7 @@ def _is_saved_dataset(path: Path) -> bool:
 
 
 _TEXT_SOURCES: dict[str, Callable[[DataConfig], Iterator[Document]]] = {
-    "stdlib": _stdlib, "files": _files, "jsonl": _jsonl, "hf": _hf,
+    "stdlib": _stdlib, "files": _files, "jsonl": _jsonl, "dictd": _dictd, "hf": _hf,
 }
 
 

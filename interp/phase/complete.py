@@ -9,12 +9,18 @@ The stop rule of ``train.until=phase`` and the summary's "still falling / still 
   not open (the score was not still falling at the last checkpoint), and at least
   ``AFTER_CHECKPOINTS`` checkpoints lie after its end, so the level after the drop is seen and
   not only its last step;
-- level head: :func:`head_trend` over the last ``LEVEL_CHECKPOINTS`` checkpoints is
-  consistent with zero, or too small to matter (:func:`is_level`).
+- level head: neither rising nor still falling by :func:`interp.phase.trend.movement`, the
+  test behind the heads' trend labels, on the head's prefix-matching series (the last
+  max(5, 20%) checkpoints, slope per decade of tokens against the jitter-plus-walk noise;
+  rising also needs a quarter of the head's own steepest rise, so the slow sharpening after
+  a formation counts as level; still falling also needs the tail 0.1 below the peak, so a
+  head that settles by a few hundredths is level). Sharing it means the stop rule never
+  calls a head "still rising" or "still falling" that the report labels "formed".
 
 The heads in scope are those of layer >= 1 (layer 0 in a one-layer model), the layers that can
-hold induction heads (:func:`heads_in_scope`). The head test is deliberately its own small
-function of one score series, so a trend label from a head classification can replace it.
+hold induction heads (:func:`heads_in_scope`). The series is the raw prefix-matching score:
+``train.until`` reads training's own evaluation, which has no null series (the null is a
+constant offset per checkpoint that moves little; the analysis's labels use it).
 """
 
 from __future__ import annotations
@@ -24,31 +30,23 @@ from dataclasses import dataclass, field
 import numpy as np
 from jaxtyping import Float
 
+from interp.phase.smoothing import log_tokens_and
+from interp.phase.trend import movement
 from interp.phase.window import END_CHECKPOINTS, PhaseWindow, phase_change_window
 
 # Checkpoints after the window's end before it counts as closed: as many as the window rule
 # averages for the run's last level (END_CHECKPOINTS = 5).
 AFTER_CHECKPOINTS = END_CHECKPOINTS
-# The last checkpoints a head's trend is fitted on: at the default preset's spacing (40 steps,
-# 164k tokens) 8 checkpoints span 280 steps, 14% of the nominal run, about half a stretch.
-LEVEL_CHECKPOINTS = 8
-# A head moves when its fitted change over those checkpoints is at least MIN_CHANGE prefix
-# matching AND at least MIN_TREND_Z standard errors from zero. 0.05 is a tenth of the 0.5 a
-# formed induction head holds and about twice the checkpoint-to-checkpoint jitter of a formed
-# head's score; the z guards against a change that noise alone would give (with 6 residual
-# degrees of freedom, |t| >= 2 has a two-sided p of about 0.09 under no trend).
-MIN_CHANGE = 0.05
-MIN_TREND_Z = 2.0
 
 
 @dataclass(frozen=True)
 class HeadTrend:
-    """One head's score trend over the last checkpoints (:func:`head_trend`)."""
+    """One head's score trend over the last checkpoints (:func:`interp.phase.trend.movement`)."""
 
     layer: int
     head: int
-    change: float  # fitted change across the checkpoints, in score units (+ = rising)
-    z: float  # change / its standard error (NaN with fewer than 3 checkpoints)
+    change: float  # fitted slope over the last checkpoints, prefix matching per decade of tokens
+    z: float  # its z under the noise model (NaN with fewer than 3 checkpoints)
     level: bool
 
     @property
@@ -63,7 +61,7 @@ class Completion:
     window: PhaseWindow | None
     checkpoints_after: int  # checkpoints after the window's end (0 without a window)
     heads: list[HeadTrend] = field(default_factory=list)  # every head in scope
-    last_checkpoints: int = LEVEL_CHECKPOINTS  # how many checkpoints the trends were fitted on
+    last_checkpoints: int = 0  # how many checkpoints the trends were fitted on
 
     @property
     def closed(self) -> bool:
@@ -90,7 +88,7 @@ class Completion:
 
     def describe(self) -> str:
         """One line: where ICL and the heads stand (``ICL still falling at the end; heads still
-        rising (1.0 +0.12 over the last 8 checkpoints)``)."""
+        rising (1.0 +0.12 per decade of tokens over the last 15 checkpoints)``)."""
         w = self.window
         if w is None:
             icl = "no abrupt ICL drop yet"
@@ -105,46 +103,11 @@ class Completion:
         for word, heads in (("rising", self.rising), ("falling", self.falling)):
             if heads:
                 each = ", ".join(f"{h.name} {h.change:+.2f}" for h in heads)
-                parts.append(f"heads still {word} ({each} prefix matching over the last "
-                             f"{self.last_checkpoints} checkpoints)")
+                parts.append(f"heads still {word} ({each} prefix matching per decade of tokens "
+                             f"over the last {self.last_checkpoints} checkpoints)")
         if not (self.rising or self.falling):
             parts.append("heads level")
         return "; ".join(parts)
-
-
-def head_trend(x: Float[np.ndarray, "checkpoint"], scores: Float[np.ndarray, "checkpoint"],
-               last: int = LEVEL_CHECKPOINTS) -> tuple[float, float]:
-    """(change, z) of a least-squares line through the last ``last`` points of a series.
-
-    With b the slope of y = a + b x over those points (x = checkpoint tokens: the late
-    checkpoints are evenly spaced, so a line in tokens is a line in checkpoints),
-    change = b (x_last - x_first) and z = b / se(b), se(b) = sqrt(RSS / (n - 2) / Sxx), the
-    ordinary standard error (the residuals of the line: jitter, and any curvature, such as a
-    rise bending over, which only makes a trend harder to claim). z is NaN with fewer than 3
-    points, +-inf when the points lie exactly on a sloped line, and 0 on a flat one.
-    """
-    x, y = np.asarray(x, np.float64)[-last:], np.asarray(scores, np.float64)[-last:]
-    if x.size < 2:
-        return 0.0, float("nan")
-    dx = x - x.mean()
-    sxx = float(dx @ dx)
-    if sxx == 0:
-        return 0.0, float("nan")
-    slope = float(dx @ (y - y.mean())) / sxx
-    change = slope * float(x[-1] - x[0])
-    if x.size < 3:
-        return change, float("nan")
-    residual = y - y.mean() - slope * dx
-    se = float(np.sqrt(residual @ residual / (x.size - 2) / sxx))
-    if se == 0:
-        return change, 0.0 if slope == 0 else float(np.copysign(np.inf, slope))
-    return change, slope / se
-
-
-def is_level(change: float, z: float, min_change: float = MIN_CHANGE, min_z: float = MIN_TREND_Z) -> bool:
-    """A trend is level unless it is both material (|change| >= ``min_change``) and clear of
-    the noise (|z| >= ``min_z``); a NaN z (too few points) counts as level."""
-    return not (abs(change) >= min_change and abs(z) >= min_z)
 
 
 def heads_in_scope(n_layers: int) -> range:
@@ -155,7 +118,7 @@ def heads_in_scope(n_layers: int) -> range:
 
 def assess(tokens: Float[np.ndarray, "checkpoint"], icl: Float[np.ndarray, "checkpoint"],
            prefix_matching: Float[np.ndarray, "checkpoint layer head"],
-           window: PhaseWindow | None | str = "find", last: int = LEVEL_CHECKPOINTS) -> Completion:
+           window: PhaseWindow | None | str = "find") -> Completion:
     """Whether the phase change of these series is complete (module docstring), with evidence.
 
     Args:
@@ -164,15 +127,19 @@ def assess(tokens: Float[np.ndarray, "checkpoint"], icl: Float[np.ndarray, "chec
         prefix_matching: each head's prefix-matching score at each checkpoint.
         window: the window, when the caller has it; ``"find"`` runs
             :func:`~interp.phase.window.phase_change_window` on (tokens, icl).
-        last: checkpoints the head trends are fitted on.
     """
     tokens = np.asarray(tokens, np.float64)
     found = phase_change_window(tokens, np.asarray(icl, np.float64)) if isinstance(window, str) else window
     after = int((tokens > found.end_tokens).sum()) if found is not None else 0
     prefix = np.asarray(prefix_matching, np.float64)
-    trends = []
+    trends, tail = [], 0
     for layer in heads_in_scope(prefix.shape[1]):
         for head in range(prefix.shape[2]):
-            change, z = head_trend(tokens, prefix[:, layer, head], last)
-            trends.append(HeadTrend(layer, head, change, z, is_level(change, z)))
-    return Completion(found, after, trends, min(last, tokens.size))
+            x, score = log_tokens_and(tokens, prefix[:, layer, head])
+            if x.size == 0:
+                continue
+            move = movement(x, score)
+            trends.append(HeadTrend(layer, head, move.slope, move.slope_z,
+                                    not (move.rising or move.still_falling)))
+            tail = move.tail
+    return Completion(found, after, trends, tail)

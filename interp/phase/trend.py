@@ -138,6 +138,47 @@ def contrast_sd(x: np.ndarray, y: np.ndarray, weights: np.ndarray, k: int) -> fl
     return white * float(np.sqrt(weights @ weights))
 
 
+@dataclass(frozen=True)
+class Movement:
+    """Whether a series still moves at the end (module docstring: slope, steepest, rising,
+    falling), with its evidence. The labels and ``train.until=phase``'s stop rule
+    (:mod:`interp.phase.complete`) both read it, so they cannot disagree."""
+
+    slope: float  # per decade of tokens, over the tail (NaN with a tail under 3)
+    slope_z: float
+    steepest: float
+    tail: int
+    rising: bool
+    falling: bool
+    fallen: bool  # the tail's mean lies clearly below the series' peak
+
+    @property
+    def still_falling(self) -> bool:
+        """Falling now, after a fall that matters: what a ``fading`` label needs of the trend."""
+        return self.falling and self.fallen
+
+
+def movement(x: np.ndarray, effect: np.ndarray, trend: TrendRule = TREND) -> Movement:
+    """:class:`Movement` of ``effect`` [C] over x = log10(tokens) [C] (both without NaN)."""
+    k = tail_length(x.size, trend)
+    slope, slope_sd = float("nan"), float("nan")
+    if k >= 3:
+        weights = np.zeros(x.size)
+        weights[-k:] = slope_weights(x[-k:])
+        slope, slope_sd = float(weights @ effect), contrast_sd(x, effect, weights, k)
+    slope_z = _ratio(slope, slope_sd)
+    steepest = steepest_slope(x, effect, k)
+    rising = slope_z >= trend.slope_z and slope >= max(trend.min_slope, trend.steepest_share * steepest)
+    falling = slope_z <= -trend.slope_z and slope <= -trend.min_slope
+    fall_weights = np.zeros(x.size)
+    fall_weights[-k:] = -1.0 / k
+    fall_weights[int(np.argmax(effect))] += 1.0
+    fall = float(fall_weights @ effect)
+    fall_z = _ratio(fall, contrast_sd(x, effect, fall_weights, k)) if k >= 3 else float("nan")
+    fallen = fall >= trend.min_fall and fall_z >= trend.fall_z
+    return Movement(slope, slope_z, steepest, k, bool(rising), bool(falling), bool(fallen))
+
+
 def head_trend(tokens, prefix, copying, null=None, prefix_stderr=None, null_stderr=None,
                rule: InductionRule = RULE, trend: TrendRule = TREND) -> HeadTrend | None:
     """One head's :class:`HeadTrend` from its series over checkpoints ([C] each).
@@ -160,25 +201,12 @@ def head_trend(tokens, prefix, copying, null=None, prefix_stderr=None, null_stde
         score, copy = kept
         passing = passes_legacy_rule(score, copy, rule)
         effect, z, null_end = score, np.full(x.size, np.nan), float("nan")
-    k = tail_length(x.size, trend)
-    slope, slope_sd = float("nan"), float("nan")
-    if k >= 3:
-        weights = np.zeros(x.size)
-        weights[-k:] = slope_weights(x[-k:])
-        slope, slope_sd = float(weights @ effect), contrast_sd(x, effect, weights, k)
-    slope_z = _ratio(slope, slope_sd)
-    steepest = steepest_slope(x, effect, k)
+    move = movement(x, effect, trend)
+    k, slope, slope_z, steepest = move.tail, move.slope, move.slope_z, move.steepest
     peak = int(np.argmax(effect))
-    fall_weights = np.zeros(x.size)
-    fall_weights[-k:] = -1.0 / k
-    fall_weights[peak] += 1.0
-    fall = float(fall_weights @ effect)
-    fall_z = _ratio(fall, contrast_sd(x, effect, fall_weights, k)) if k >= 3 else float("nan")
 
     passes, end_z = bool(passing[-1]), float(z[-1])
-    rising = (slope_z >= trend.slope_z and slope >= max(trend.min_slope, trend.steepest_share * steepest))
-    falling = slope_z <= -trend.slope_z and slope <= -trend.min_slope
-    fallen = fall >= trend.min_fall and fall_z >= trend.fall_z
+    rising, falling, fallen = move.rising, move.falling, move.fallen
     attends = end_z > rule.min_z if with_null else True  # the old rule has no z to ask for
     if rising and attends and copy[-1] > rule.min_copying:
         label = FORMING
