@@ -38,7 +38,8 @@ from interp import checkpoints, runlock, rundata, store
 from interp.errors import CheckpointError, InterpError, LinkOutside
 from interp.fileio import refuse_links_out
 from interp.measures import ablation, circuits, heads, vocab
-from interp.measures.icl import (band_half_width, icl_band_score, icl_indices, icl_score,
+from interp.measures.icl import (band_half_width, context_cut, context_icl_score, foreign_context,
+                                 icl_band_score, icl_indices, icl_score,
                                  per_token_losses)
 from interp.recovery import recover_metrics
 
@@ -53,6 +54,7 @@ class AnalysisConfig:
 
     icl_examples: int = rundata.HELDOUT_EXAMPLES  # the set every run carries
     ablation_examples: int = 64
+    context_examples: int = 128  # rows of the context ICL score (interp.measures.icl.context_icl_score)
     pca_pairs: int = 2048
     pattern_examples: int = 16
     prefix_sequences: int = 32
@@ -68,6 +70,9 @@ class AnalysisConfig:
         if self.icl_examples < 2:
             raise InterpError(f"--icl-examples must be at least 2 (the ICL score's standard error "
                               f"needs two sequences), not {self.icl_examples}")
+        if self.context_examples < 2:
+            raise InterpError(f"analysis context_examples must be at least 2 (a row's foreign context "
+                              f"comes from another row), not {self.context_examples}")
         if self.prefix_sequences < 2:
             raise InterpError(f"analysis prefix_sequences must be at least 2 (the prefix-matching score's "
                               f"standard error against its null needs two sequences), not {self.prefix_sequences}")
@@ -95,6 +100,11 @@ class Probes:
     early: int
     copyable: torch.Tensor | None = None  # [n] token ids the copying scores run over; None: all
     null: heads.RepeatedTokens | None = None  # the repeated probe's layout, nothing repeated
+
+    @property
+    def cut(self) -> int:
+        """First position of its own that a row keeps in the context ICL score's foreign rows."""
+        return context_cut(self.heldout.shape[1])
 
 
 def build_probes(data, n_ctx: int, config: AnalysisConfig) -> Probes:
@@ -124,13 +134,18 @@ def analyze_checkpoint(model, probes: Probes, config: AnalysisConfig) -> dict[st
     fast = autocast(device, pick_precision(config.precision, device))
     with fast:
         losses = per_token_losses(model, probes.heldout)  # [examples, n_ctx], column 0 NaN
+        own = losses[:config.context_examples]
+        foreign = per_token_losses(model, foreign_context(probes.heldout[:own.shape[0]], probes.cut))
     icl = icl_score(losses, probes.late, probes.early)
+    context = context_icl_score(own, foreign)
     repeated = probes.repeated
     repeated_patterns = heads.attention_patterns(model, repeated.tokens)
     text_patterns = heads.attention_patterns(model, probes.heldout[:config.pattern_examples])
     pairs = losses[probes.pair_examples, probes.pair_positions]
     row: dict[str, Any] = {
         "icl_score": icl.score, "icl_score_stderr": icl.stderr,
+        "icl_context": context.context, "icl_context_stderr": context.context_stderr,
+        "icl_position": context.position,
         "val_loss": float(np.nanmean(losses.numpy())),
         "loss_by_position": losses.nanmean(0).numpy(),
         "per_token_loss": pairs.numpy(),

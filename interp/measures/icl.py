@@ -107,5 +107,81 @@ def icl_band_score(loss_by_position: Float[np.ndarray, "... pos"], half_width: i
     return np.nanmean(late_band, axis=-1) - np.nanmean(early_band, axis=-1)
 
 
+def context_cut(n_ctx: int, half_width: int | None = None) -> int:
+    """First position kept in :func:`foreign_context`: late - w - (early + w).
+
+    Each token of the late band then keeps at least early + w tokens of its own window before
+    it (as many as the early band's last token has), so the two conditions differ in the far
+    context only, never in the near one.
+    """
+    late, early = icl_indices(n_ctx)
+    w = band_half_width(n_ctx) if half_width is None else half_width
+    cut = late - w - (early + w)
+    if cut < 2:
+        raise ValueError(f"n_ctx={n_ctx} is too short for a context ICL score (nothing before "
+                         f"the late band is far from it)")
+    return cut
+
+
+def foreign_context(tokens: Int[Tensor, "batch pos"], cut: int) -> Int[Tensor, "batch pos"]:
+    """Rows whose far context comes from another row: positions 1 .. cut-1 of row e are those
+    of row (e - batch // 2) mod batch; position 0 (BOS) and positions >= cut are row e's own.
+
+    Held-out rows come in a random order, so any donor row is as likely as another to share
+    the row's document (then the "foreign" context is its own, which biases ``context``
+    towards zero by about the share of such pairs); a fixed offset keeps the pairing the same
+    at every checkpoint of every run on the data.
+    """
+    n = tokens.shape[0]
+    if n < 2:
+        raise ValueError("a foreign context needs at least two rows")
+    out = tokens.clone()
+    out[:, 1:cut] = tokens.roll(n // 2, dims=0)[:, 1:cut]
+    return out
+
+
+@dataclass(frozen=True)
+class ContextICL:
+    """The ICL score split into what the far context is worth and what the position costs.
+
+    band = context + position, on the same rows (exactly, up to rounding):
+      context  = mean over rows and late-band tokens of loss(own far context) - loss(foreign)
+      position = mean late-band loss with a foreign far context - mean early-band loss
+    """
+
+    context: float  # < 0: the window's own far context helps (in-context learning)
+    context_stderr: float  # over rows, paired
+    position: float  # the late band's loss beyond the early band's with no useful far context
+    band: float  # the band ICL score of the same rows, for the identity above
+    n_examples: int
+
+
+def context_icl_score(own: Float[Tensor, "batch pos"], foreign: Float[Tensor, "batch pos"],
+                      half_width: int | None = None) -> ContextICL:
+    """:class:`ContextICL` from per-token losses of rows and of their :func:`foreign_context` rows.
+
+    The paper's score (late minus early loss) assumes that the late and early tokens differ only
+    in how much context they have. They also differ in position: a model whose attention is
+    still diffuse averages over ten times as many tokens at the late index, which can cost more
+    than the extra context gives (on English prose the band score rose to +0.1-0.2 before the
+    phase change; docs/PHASE.md). ``context`` compares each late-band token with itself at the
+    same position and with the same near context, changing only whether the far context
+    belongs to its window, so position effects cancel. ``position`` is what is left of the
+    band score: the late band with a context that cannot help, against the early band.
+    """
+    n_ctx = own.shape[1]
+    late, early = icl_indices(n_ctx)
+    w = band_half_width(n_ctx) if half_width is None else half_width
+    late_band = slice(max(1, late - w), min(n_ctx, late + w + 1))
+    early_band = slice(max(1, early - w), early + w + 1)
+    own, foreign = own.double(), foreign.double()
+    per_row = own[:, late_band].mean(1) - foreign[:, late_band].mean(1)  # [batch]
+    n = per_row.numel()
+    stderr = float(per_row.std() / n ** 0.5) if n > 1 else float("nan")
+    own_late, own_early = float(own[:, late_band].mean()), float(own[:, early_band].mean())
+    foreign_late = float(foreign[:, late_band].mean())
+    return ContextICL(float(per_row.mean()), stderr, foreign_late - own_early, own_late - own_early, n)
+
+
 def _device(model) -> torch.device:
     return next(model.parameters()).device
