@@ -439,6 +439,7 @@ def update_phase(run_dir: str | Path) -> dict[str, Any]:
         exact = rows["icl_score"]
         flat["phase/icl_exact_before"] = float(exact[rows["tokens"] < report.window.start_tokens].mean())
         flat["phase/icl_exact_after"] = float(exact[rows["tokens"] > report.window.end_tokens].mean())
+        flat.update(_context_sides(rows, report.window))
     projection = _ablation_projection(rows, report.window)
     with store.update(run_dir) as handle:
         if "phase" in handle:
@@ -449,6 +450,20 @@ def update_phase(run_dir: str | Path) -> dict[str, Any]:
             group.create_dataset("ablation_projection", data=projection)
             group.create_dataset("step", data=rows["step"])
     return flat
+
+
+def _context_sides(rows: dict, window) -> dict[str, float]:
+    """Mean context ICL score and position cost (:func:`interp.measures.icl.context_icl_score`)
+    over the checkpoints before the window and after it; NaN where none was measured (rows
+    analysed before the score existed hold NaN)."""
+    out = {}
+    tokens = rows["tokens"]
+    for name in ("icl_context", "icl_position"):
+        values = rows.get(name, np.full(tokens.size, np.nan))
+        for side, mask in (("before", tokens < window.start_tokens), ("after", tokens > window.end_tokens)):
+            finite = values[mask][np.isfinite(values[mask])]
+            out[f"phase/{name}_{side}"] = float(finite.mean()) if finite.size else float("nan")
+    return out
 
 
 def _ablation_projection(rows: dict, window) -> np.ndarray | None:

@@ -75,10 +75,21 @@ def window_line(phase: dict[str, Any]) -> str:
             f"score, indices +-{phase.get('icl_band_half_width')}); ICL {phase.get('icl_before', np.nan):+.3f} "
             f"before, {phase.get('icl_after', np.nan):+.3f} after (single-index score "
             f"{phase.get('icl_exact_before', np.nan):+.3f} -> {phase.get('icl_exact_after', np.nan):+.3f}); "
+            f"{_context_part(phase)}"
             f"{100 * phase.get('window_share', np.nan):.0f}% of the total change inside; "
             f"z {phase.get('window_z', np.nan):.1f}, step z {phase.get('window_step_z', np.nan):.1f} against "
             f"jitter {phase.get('window_noise_white', np.nan):.3f} + walk {phase.get('window_noise_walk', np.nan):.3f} "
             f"nats per checkpoint{still}")
+
+
+def _context_part(phase: dict[str, Any]) -> str:
+    """The band score split into context and position (before -> after), when measured."""
+    context = [phase.get(f"icl_context_{side}", np.nan) for side in ("before", "after")]
+    position = [phase.get(f"icl_position_{side}", np.nan) for side in ("before", "after")]
+    if not np.isfinite(context).all():
+        return ""
+    return (f"of which the far context {context[0]:+.3f} -> {context[1]:+.3f} and the late "
+            f"position {position[0]:+.3f} -> {position[1]:+.3f}; ")
 
 
 def text_report(run_dir: str | Path) -> str:

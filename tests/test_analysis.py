@@ -240,6 +240,31 @@ def test_analyze_checkpoint__stores_the_prefix_matching_null_beside_the_score():
     assert got == [(1, 0)]
 
 
+def test_analyze_run__stores_the_context_split_and_the_report_prints_it(analysed_run, tmp_path):
+    # Catches the split measured on other rows than the band score's (context + position far
+    # from the band of the same rows), and the report leaving it out once a window is found.
+    from interp.analysis import build_probes
+    from interp.measures.icl import context_icl_score, foreign_context, per_token_losses
+    from interp.report import window_line
+    from interp.rundata import analysis_data
+    from interp.runs import read_config
+
+    run_dir, _ = analysed_run
+    rows = analysis_series(run_dir)
+    assert np.isfinite(rows["icl_context"]).all() and np.isfinite(rows["icl_position"]).all()
+    assert (rows["icl_context_stderr"] > 0).all()
+    model = checkpoints.load_model(checkpoints.list_checkpoints(run_dir)[-1].path)
+    config = read_config(run_dir)
+    probes = build_probes(analysis_data(run_dir, config, FAST.icl_examples, FAST.seed), config.model.n_ctx, FAST)
+    own = per_token_losses(model, probes.heldout[:FAST.context_examples])
+    split = context_icl_score(own, per_token_losses(model, foreign_context(probes.heldout[:own.shape[0]], probes.cut)))
+    assert rows["icl_context"][-1] == pytest.approx(split.context, abs=1e-5)
+    phase = {"window_start_tokens": 1e5, "window_end_tokens": 2e5, "icl_context_before": -0.01,
+             "icl_context_after": -0.2, "icl_position_before": 0.1, "icl_position_after": 0.0}
+    assert "far context -0.010 -> -0.200 and the late position +0.100 -> +0.000" in window_line(phase)
+    assert "far context" not in window_line({**phase, "icl_context_before": np.nan})
+
+
 def test_analyze_run__classifies_against_the_null(analysed_run):
     # Catches analyze_run not storing the null series, or update_phase not passing them on
     # (the rule would fall back to the old one).
