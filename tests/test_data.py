@@ -532,3 +532,27 @@ def test_dirichlet_sampler_is_unbiased_and_tiny_alpha_safe():
     assert abs(sample_log_gamma(2.0, (20000,), g).exp().mean().item() - 2.0) < 0.05
     rows = torch.softmax(sample_log_gamma(1e-3, (100, 10), g), -1)
     assert torch.isfinite(rows).all() and (rows.max(-1).values > 0.99).float().mean() > 0.9
+
+
+def test_a_corpus_of_short_documents__is_told_to_concatenate(tmp_path, caplog):
+    # 200 documents of ~40 bytes and 12 of ~240: with n_ctx=64 only the long ones hold a window,
+    # under half of the tokens, and packing=document would train on them alone without a word.
+    # Catches: the share counted in documents (3 of 63) or in windows, not in tokens, or no
+    # warning at all.
+    corpus = tmp_path / "short"
+    corpus.mkdir()
+    for i in range(200):
+        (corpus / f"s{i:03d}.txt").write_text(f"entry {i}: a short line of text here.\n")
+    for i in range(12):
+        (corpus / f"long{i}.txt").write_text(" ".join(f"word{j % 50}" for j in range(40)))
+    with caplog.at_level("WARNING", logger="interp"):
+        ds = load_dataset(files_cfg(tmp_path, corpus, heldout_fraction=0.3), 64)
+    assert "set data.packing=concatenate" in caplog.text and ds._train.covered < 0.5
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="interp"):
+        load_dataset(files_cfg(tmp_path, corpus, heldout_fraction=0.3, packing="concatenate"), 64)
+        load_dataset(files_cfg(tmp_path, corpus, heldout_fraction=0.3), 8)  # every document holds 7
+        for i in range(12):  # the same 12 long documents, now most of the tokens
+            (corpus / f"long{i}.txt").write_text(" ".join(f"word{j % 50}" for j in range(600)))
+        load_dataset(files_cfg(tmp_path, corpus, heldout_fraction=0.3), 64)
+    assert "concatenate" not in caplog.text

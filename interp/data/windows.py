@@ -29,6 +29,8 @@ class DocumentWindows:
         self._counts = lengths[fits] - length + 1  # [n_fit] windows per usable document
         self._ends = np.cumsum(self._counts)  # [n_fit] one past each document's last number
         self.total = int(self._ends[-1]) if len(self._ends) else 0
+        # Share of the tokens in documents that hold a window: the rest is never sampled.
+        self.covered = float(lengths[fits].sum() / max(1, lengths.sum()))
 
     def gather(self, index: np.ndarray) -> np.ndarray:
         """Rows [batch, length] int64 of the windows numbered ``index`` [batch]."""
