@@ -309,10 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         if args.command == "presets":
-            from interp.config import PRESET_HELP, PRESETS
+            from interp.config import PRESET_ADVICE, PRESET_HELP, PRESETS
 
             for name in PRESETS:
                 print(f"{name:15s} {PRESET_HELP.get(name, '')}")
+            print("\nwhich to use (measured on four corpora: docs/PRESETS.md):")
+            for data, advice in PRESET_ADVICE:
+                print(f"  {data}:\n      {advice}")
         elif args.command == "runs":
             _runs(args.root)
         elif args.command in ("train", "summary"):

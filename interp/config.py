@@ -384,6 +384,20 @@ PRESET_HELP: dict[str, str] = {
 }
 
 
+# Which preset for which text: measured per corpus in docs/PRESETS.md (the held-aside corpus
+# there was run once, with this advice as written, after it was fixed).
+PRESET_ADVICE: list[tuple[str, str]] = [
+    ("code (the stdlib, a repository)", "default"),
+    ("prose (documentation, man pages, books)",
+     "default train.until=phase  (trains on until the ICL drop has closed and the heads have "
+     "levelled off, at most train.max_tokens; prose often needs more tokens than code)"),
+    ("short documents (dictionary entries, posts)",
+     "add data.packing=concatenate  (packing=document only samples windows inside documents "
+     "of at least n_ctx tokens; the data layer warns when those hold under half the corpus)"),
+    ("in-context Markov chains", "markov"),
+]
+
+
 def preset(name: str) -> RunConfig:
     """Return the named preset, or raise a ConfigError listing the valid names."""
     if name not in PRESETS:
