@@ -4,12 +4,16 @@ Two readers: the training loop of a ``train.until=phase`` run asks :func:`run_co
 each planned end whether to go on (:func:`interp.checkpoints.next_end` says how far), and the
 summary (so also ``interp report``) prints :func:`completion_line`.
 
-Both read the series training itself stores at every checkpoint (group ``eval``: the band ICL
-score of its held-out loss by token index, and every head's prefix matching), never the
-analysis: so the stop rule works without ``train.analyze``, and a resumed run reads exactly
+The stop rule reads the series training itself stores at every checkpoint (group ``eval``:
+the band ICL score of its held-out loss by token index, and every head's prefix matching),
+never the analysis: so it works without ``train.analyze``, and a resumed run reads exactly
 the rows an uninterrupted one read at the same step (they are restored bit for bit), so it
-decides the same. The report's window comes from the analysis (more held-out sequences), so
-its edges may differ a little from those the stop rule saw.
+decides the same. The summary's line reads the analysis instead once it covers the run
+(:func:`analysis_completion`: more held-out sequences, prefix matching above its null), the
+series the report's window and trend labels come from, so the line and the report agree; on
+a ``train.until=phase`` run it gives the stop's reason and, where the analysis reads the run
+differently (training's 128 sequences can show a window that the analysis's 256 do not),
+that too.
 """
 
 from __future__ import annotations
@@ -23,6 +27,27 @@ from interp import runs, store
 from interp.config import RunConfig
 from interp.measures.icl import icl_band_score
 from interp.phase.complete import Completion, assess
+
+
+def analysis_completion(run_dir: str | Path) -> Completion | None:
+    """:func:`~interp.phase.complete.assess` on the analysis's series, when it covers the run's
+    last evaluated checkpoint (None otherwise): more held-out sequences than training's quick
+    evaluation, and each head's prefix matching above its null where the null was measured,
+    so it reads the same series as the report's window and trend labels."""
+    run_dir = Path(run_dir)
+    try:
+        rows = store.series_by_step(run_dir, "analysis")
+        evals = store.series_by_step(run_dir, "eval")
+    except store.StoreError:
+        return None
+    steps = np.asarray(rows.get("step", []))
+    if (not steps.size or "loss_by_position" not in rows or "prefix_matching" not in rows
+            or not len(evals.get("step", [])) or steps.max() < np.max(evals["step"])):
+        return None
+    prefix = np.asarray(rows["prefix_matching"], np.float64)
+    null = np.asarray(rows.get("prefix_matching_null", np.full(prefix.shape, np.nan)), np.float64)
+    effect = prefix - null if np.isfinite(null).all() else prefix
+    return assess(rows["tokens"], icl_band_score(rows["loss_by_position"]), effect)
 
 
 def run_completion(run_dir: str | Path, upto_step: int | None = None) -> Completion | None:
@@ -75,19 +100,25 @@ def completion_line(run_dir: str | Path) -> str | None:
     verdict = run_completion(run_dir)
     if verdict is None or status == "training":
         return None
+    analysed = analysis_completion(run_dir)
     info = runs.read_run_info(run_dir)
     train = config.train
     if train.until == "phase":
         end = int(info.get("planned_steps", train.steps))
         went_on = f"; went on from {train.steps:,} to {end:,} steps" if end > train.steps else ""
         if verdict.complete:
-            return f"change     complete: {verdict.describe()}{went_on}"
+            line = f"change     complete by training's evaluation: {verdict.describe()}{went_on}"
+            if analysed is not None and not analysed.complete:
+                line += (f"; but the analysis reads {analysed.describe()}; continue it with: "
+                         f"{continue_command(run_dir, config)}")
+            return line
         if status == "finished" and end >= config.max_steps:
             return (f"change     stopped at the cap of {config.max_steps:,} steps (train.max_tokens) before "
                     f"the change was complete: {verdict.describe()}{went_on}; continue it with: "
                     f"{continue_command(run_dir, config)}")
         return (f"change     not complete yet: {verdict.describe()}{went_on}; continue it with: "
                 f"interp train --resume {shlex.quote(str(run_dir))}")
+    verdict = analysed or verdict
     if not verdict.mid_change:
         return None
     return f"change     {verdict.describe()}; continue it with: {continue_command(run_dir, config)}"

@@ -333,6 +333,46 @@ def test_summary__a_run_that_ended_mid_change_says_so_with_the_command(tmp_path)
     assert "change" not in done and "continue it" not in done
 
 
+def add_analysis(path: Path, icl: np.ndarray, prefix: np.ndarray, null: np.ndarray | None = None) -> None:
+    """An ``analysis`` group over the same checkpoints as :func:`write_eval_run`'s."""
+    losses = np.full((TOKENS.size, 32), 3.0)
+    losses[:, 16:] += icl[:, None]
+    losses[:, 0] = np.nan
+    rows = {"step": np.arange(TOKENS.size), "tokens": TOKENS, "loss_by_position": losses,
+            "prefix_matching": prefix}
+    if null is not None:
+        rows["prefix_matching_null"] = null
+    with store.update(path) as handle:
+        store.append(handle, "analysis", rows)
+
+
+def test_summary__reads_the_analysis_once_it_covers_the_run(tmp_path):
+    # Catches the summary's line and the report disagreeing: training's own evaluation saw a
+    # complete change, the analysis (the report's series) a head still rising; and a head
+    # whose raw score rises with its null (a positional artefact) read as rising.
+    from interp.summary import summarize
+
+    constant = tiny_config(train={"schedule": "constant"})
+    rising = 0.05 + 0.35 * (TOKENS / TOKENS[-1]) ** 4
+    mid = write_eval_run(tmp_path / "mid", constant, EARLY_DROP, heads(FORMED))
+    assert "change" not in summarize(mid)
+    add_analysis(mid, EARLY_DROP, heads(rising))
+    line = next(l for l in summarize(mid).splitlines() if l.startswith("change"))
+    assert "heads still rising (1.0 +" in line and "train.until=phase" in line
+    both = heads(rising)
+    add_analysis(write_eval_run(tmp_path / "null", constant, EARLY_DROP, heads(FORMED)),
+                 EARLY_DROP, both, null=both - 0.02)
+    assert "change" not in summarize(tmp_path / "null")
+    # An until=phase run that stopped on its evaluation's verdict keeps that reason, and adds
+    # the analysis's reading with the command that goes on.
+    phase = tiny_config(train={"schedule": "constant", "until": "phase"})
+    stopped = write_eval_run(tmp_path / "stopped", phase, EARLY_DROP, heads(FORMED))
+    add_analysis(stopped, EARLY_DROP, heads(rising))
+    line = next(l for l in summarize(stopped).splitlines() if l.startswith("change"))
+    assert line.startswith("change     complete by training's evaluation: ICL drop complete")
+    assert "but the analysis reads" in line and "heads still rising (1.0 +" in line
+
+
 def test_printed_command__continues_the_run_exactly_as_until_phase_from_the_start(tmp_path, monkeypatch):
     # The command the summary prints for a finished until=steps run, run as printed: the run goes
     # on (config.json now says until=phase, run.json records the change) and ends with the
