@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from interp import checkpoints, cli, store, train as training, until
 from interp.config import RunConfig, build_config
 from interp.measures.icl import icl_band_score
-from interp.phase.complete import AFTER_CHECKPOINTS, Completion, assess, heads_in_scope
+from interp.phase.complete import AFTER_CHECKPOINTS, Completion, HeadTrend, assess, heads_in_scope
 from interp.phase.trend import head_trends
 from interp.phase.window import phase_change_window
 from tests.conftest import tiny_config
@@ -216,7 +216,7 @@ def not_complete_before(step: int, fail_once_at: int | None = None, asked: list 
 
 def _complete() -> Completion:
     window = phase_change_window(TOKENS, EARLY_DROP)
-    return Completion(window, AFTER_CHECKPOINTS)
+    return Completion(window, AFTER_CHECKPOINTS, [HeadTrend(1, 0, 0.0, 0.0, True, rise=0.5)])
 
 
 def final_weights(run_dir: Path) -> dict:
@@ -362,7 +362,8 @@ def test_summary__reads_the_analysis_once_it_covers_the_run(tmp_path):
     both = heads(rising)
     add_analysis(write_eval_run(tmp_path / "null", constant, EARLY_DROP, heads(FORMED)),
                  EARLY_DROP, both, null=both - 0.02)
-    assert "change" not in summarize(tmp_path / "null")
+    line = next(l for l in summarize(tmp_path / "null").splitlines() if l.startswith("change"))
+    assert "still rising" not in line and "no head has risen 0.1 above its start" in line
     # An until=phase run that stopped on its evaluation's verdict keeps that reason, and adds
     # the analysis's reading with the command that goes on.
     phase = tiny_config(train={"schedule": "constant", "until": "phase"})
@@ -402,3 +403,16 @@ def test_printed_command__for_a_decaying_rate_starts_a_new_constant_rate_run(tmp
     new = checkpoints.read_config(tmp_path / "cos-until-phase")
     assert (new.train.schedule, new.train.until) == ("constant", "phase")
     assert replace(new, train=checkpoints.read_config(cosine).train) == checkpoints.read_config(cosine)
+
+
+def test_icl_drop_with_no_head_risen__not_complete_and_said_so():
+    # Catches "complete" on a closed window whose heads are level because none ever moved (the
+    # man-pages run at 8.2M tokens: every layer-1 head flat at 0.03 while the ICL score fell).
+    flat = heads(np.full(X.size, 0.03) + 0.005 * RNG.standard_normal(X.size))
+    verdict = assess(TOKENS, EARLY_DROP, flat)
+    assert verdict.closed and not verdict.rising and not verdict.risen
+    assert not verdict.complete and verdict.mid_change
+    assert "but no head has risen 0.1 above its start yet (best 1.0 +0.0" in verdict.describe()
+    barely = heads(0.03 + 0.09 * sigmoid(1e6))  # rises 0.09: still not an induction head's 0.1
+    assert not assess(TOKENS, EARLY_DROP, barely).complete
+    assert assess(TOKENS, EARLY_DROP, heads(0.03 + 0.15 * sigmoid(1e6))).complete

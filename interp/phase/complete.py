@@ -3,7 +3,7 @@
 The stop rule of ``train.until=phase`` and the summary's "still falling / still rising" line
 (:mod:`interp.until`) both read :func:`assess`. The paper gives no rule for "complete"; this is:
 
-    complete = closed window AND every head in scope is level
+    complete = closed window AND every head in scope is level AND one of them has risen
 
 - closed window: :func:`interp.phase.window.phase_change_window` finds a window, its end is
   not open (the score was not still falling at the last checkpoint), and at least
@@ -16,6 +16,13 @@ The stop rule of ``train.until=phase`` and the summary's "still falling / still 
   a formation counts as level; still falling also needs the tail 0.1 below the peak, so a
   head that settles by a few hundredths is level). Sharing it means the stop rule never
   calls a head "still rising" or "still falling" that the report labels "formed".
+
+- risen: some head's score has at some checkpoint stood at least ``MIN_RISE`` (0.1, the
+  effect the induction-head rule asks of a head above its null) above its score at the first
+  checkpoint (an untrained head, which ignores token identity: the null's stand-in where the
+  series has none). Without it, a run whose ICL score fell in a window while no head formed
+  (the man-pages run of docs/PRESETS.md at 8.2M tokens: every layer-1 head flat at 0.03)
+  would be "complete" with nothing to show.
 
 The heads in scope are those of layer >= 1 (layer 0 in a one-layer model), the layers that can
 hold induction heads (:func:`heads_in_scope`). The series is the raw prefix-matching score:
@@ -30,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from jaxtyping import Float
 
+from interp.phase.heads import RULE
 from interp.phase.smoothing import log_tokens_and
 from interp.phase.trend import movement
 from interp.phase.window import END_CHECKPOINTS, PhaseWindow, phase_change_window
@@ -37,6 +45,7 @@ from interp.phase.window import END_CHECKPOINTS, PhaseWindow, phase_change_windo
 # Checkpoints after the window's end before it counts as closed: as many as the window rule
 # averages for the run's last level (END_CHECKPOINTS = 5).
 AFTER_CHECKPOINTS = END_CHECKPOINTS
+MIN_RISE = RULE.min_effect  # 0.1: what the induction-head rule asks of a head above its null
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class HeadTrend:
     change: float  # fitted slope over the last checkpoints, prefix matching per decade of tokens
     z: float  # its z under the noise model (NaN with fewer than 3 checkpoints)
     level: bool
+    rise: float = float("nan")  # the highest score minus the score at the first checkpoint
 
     @property
     def name(self) -> str:
@@ -77,14 +87,19 @@ class Completion:
         return [h for h in self.heads if not h.level and h.change < 0]
 
     @property
+    def risen(self) -> list[HeadTrend]:
+        return [h for h in self.heads if h.rise >= MIN_RISE]
+
+    @property
     def complete(self) -> bool:
-        return self.closed and not self.rising and not self.falling
+        return self.closed and not self.rising and not self.falling and bool(self.risen)
 
     @property
     def mid_change(self) -> bool:
-        """The run ended inside the change: a window that is open or closed only just, or heads
-        still moving. (No window and level heads is not "mid-change": nothing has started.)"""
-        return (self.window is not None and not self.closed) or bool(self.rising or self.falling)
+        """The run ended inside the change: a window that is open or closed only just, heads
+        still moving, or an ICL drop with no head risen yet. (No window and level heads is not
+        "mid-change": nothing has started.)"""
+        return (self.window is not None and (not self.closed or not self.risen)) or bool(self.rising or self.falling)
 
     def describe(self) -> str:
         """One line: where ICL and the heads stand (``ICL still falling at the end; heads still
@@ -107,6 +122,10 @@ class Completion:
                              f"over the last {self.last_checkpoints} checkpoints)")
         if not (self.rising or self.falling):
             parts.append("heads level")
+        if w is not None and self.heads and not self.risen:
+            best = max(self.heads, key=lambda h: h.rise)
+            parts.append(f"but no head has risen {MIN_RISE} above its start yet (best {best.name} "
+                         f"{best.rise:+.2f})")
         return "; ".join(parts)
 
 
@@ -139,7 +158,8 @@ def assess(tokens: Float[np.ndarray, "checkpoint"], icl: Float[np.ndarray, "chec
             if x.size == 0:
                 continue
             move = movement(x, score)
+            rise = float(np.nanmax(prefix[:, layer, head]) - prefix[0, layer, head])
             trends.append(HeadTrend(layer, head, move.slope, move.slope_z,
-                                    not (move.rising or move.still_falling)))
+                                    not (move.rising or move.still_falling), rise))
             tail = move.tail
     return Completion(found, after, trends, tail)
