@@ -105,3 +105,18 @@ def test_yaml_numbers_without_a_dot__are_numbers(tmp_path):
     (tmp_path / "d.yaml").write_text("train:\n  lr: fast\n")
     with pytest.raises(ConfigError, match="train.lr must be a number, not 'fast'"):
         build_config("default", str(tmp_path / "d.yaml"))
+
+
+def test_presets_command__lists_every_preset_and_says_which_to_use(capsys):
+    # Catches advice that names a preset or key that does not exist (it would fail when copied).
+    from interp import cli
+    from interp.config import PRESET_ADVICE
+
+    assert cli.main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in PRESETS)
+    for data, advice in PRESET_ADVICE:
+        assert data in out
+        words = advice.split("  (")[0].removeprefix("add ").split()
+        name = words[0] if "=" not in words[0] else "default"
+        build_config(name, None, [w for w in words if "=" in w])  # a real preset and real keys
