@@ -395,7 +395,7 @@ PRESET_ADVICE: list[tuple[str, str]] = [
      "layer 1, as on the man pages: attn3 leaves a layer after it)"),
     ("short documents (dictionary entries, posts)",
      "add data.packing=concatenate  (packing=document only samples windows inside documents "
-     "of at least n_ctx tokens; the data layer warns when those hold under half the corpus)"),
+     "of at least n_ctx tokens; the data layer warns when those hold under 80% of the corpus)"),
     ("in-context Markov chains", "markov"),
 ]
 

@@ -547,12 +547,12 @@ def test_a_corpus_of_short_documents__is_told_to_concatenate(tmp_path, caplog):
         (corpus / f"long{i}.txt").write_text(" ".join(f"word{j % 50}" for j in range(40)))
     with caplog.at_level("WARNING", logger="interp"):
         ds = load_dataset(files_cfg(tmp_path, corpus, heldout_fraction=0.3), 64)
-    assert "set data.packing=concatenate" in caplog.text and ds._train.covered < 0.5
+    assert "set data.packing=concatenate" in caplog.text and ds._train.covered < 0.8
     caplog.clear()
     with caplog.at_level("WARNING", logger="interp"):
         load_dataset(files_cfg(tmp_path, corpus, heldout_fraction=0.3, packing="concatenate"), 64)
         load_dataset(files_cfg(tmp_path, corpus, heldout_fraction=0.3), 8)  # every document holds 7
-        for i in range(12):  # the same 12 long documents, now most of the tokens
-            (corpus / f"long{i}.txt").write_text(" ".join(f"word{j % 50}" for j in range(600)))
+        for i in range(12):  # the same 12 long documents, now nearly all of the tokens
+            (corpus / f"long{i}.txt").write_text(" ".join(f"word{j % 50}" for j in range(3000)))
         load_dataset(files_cfg(tmp_path, corpus, heldout_fraction=0.3), 64)
     assert "concatenate" not in caplog.text
