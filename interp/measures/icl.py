@@ -99,12 +99,16 @@ def icl_band_score(loss_by_position: Float[np.ndarray, "... pos"], half_width: i
     same 256 sequences, while the band score moves smoothly; the phase-change window is found
     on the band score, and both are stored and reported.
     """
-    n_ctx = loss_by_position.shape[-1]
+    late_band, early_band = band_slices(loss_by_position.shape[-1], half_width)
+    return (np.nanmean(loss_by_position[..., late_band], axis=-1)
+            - np.nanmean(loss_by_position[..., early_band], axis=-1))
+
+
+def band_slices(n_ctx: int, half_width: int | None = None) -> tuple[slice, slice]:
+    """(late, early) token-index bands: late +- w clipped to the context, early +- w from 1."""
     late, early = icl_indices(n_ctx)
     w = band_half_width(n_ctx) if half_width is None else half_width
-    late_band = loss_by_position[..., max(1, late - w):min(n_ctx, late + w + 1)]
-    early_band = loss_by_position[..., max(1, early - w):early + w + 1]
-    return np.nanmean(late_band, axis=-1) - np.nanmean(early_band, axis=-1)
+    return slice(max(1, late - w), min(n_ctx, late + w + 1)), slice(max(1, early - w), early + w + 1)
 
 
 def context_cut(n_ctx: int, half_width: int | None = None) -> int:
@@ -114,9 +118,8 @@ def context_cut(n_ctx: int, half_width: int | None = None) -> int:
     it (as many as the early band's last token has), so the two conditions differ in the far
     context only, never in the near one.
     """
-    late, early = icl_indices(n_ctx)
-    w = band_half_width(n_ctx) if half_width is None else half_width
-    cut = late - w - (early + w)
+    late_band, early_band = band_slices(n_ctx, half_width)
+    cut = late_band.start - (early_band.stop - 1)
     if cut < 2:
         raise ValueError(f"n_ctx={n_ctx} is too short for a context ICL score (nothing before "
                          f"the late band is far from it)")
@@ -164,16 +167,17 @@ def context_icl_score(own: Float[Tensor, "batch pos"], foreign: Float[Tensor, "b
     in how much context they have. They also differ in position: a model whose attention is
     still diffuse averages over ten times as many tokens at the late index, which can cost more
     than the extra context gives (on English prose the band score rose to +0.1-0.2 before the
-    phase change; docs/PHASE.md). ``context`` compares each late-band token with itself at the
+    phase change; docs/PRESETS.md). ``context`` compares each late-band token with itself at the
     same position and with the same near context, changing only whether the far context
     belongs to its window, so position effects cancel. ``position`` is what is left of the
-    band score: the late band with a context that cannot help, against the early band.
+    band score: the late band with a context that cannot help, against the early band; it
+    holds everything that depends on the index alone (the distance from the BOS attention sink
+    included, which this split does not tell apart from dilution).
+
+    The standard error treats rows as independent; rows drawn from the same held-out document
+    are not, so on a corpus with few held-out documents it understates the uncertainty.
     """
-    n_ctx = own.shape[1]
-    late, early = icl_indices(n_ctx)
-    w = band_half_width(n_ctx) if half_width is None else half_width
-    late_band = slice(max(1, late - w), min(n_ctx, late + w + 1))
-    early_band = slice(max(1, early - w), early + w + 1)
+    late_band, early_band = band_slices(own.shape[1], half_width)
     own, foreign = own.double(), foreign.double()
     per_row = own[:, late_band].mean(1) - foreign[:, late_band].mean(1)  # [batch]
     n = per_row.numel()
