@@ -436,10 +436,9 @@ def update_phase(run_dir: str | Path) -> dict[str, Any]:
     flat = {**report.to_flat_dict(), "phase/icl_estimator": "band",
             "phase/icl_band_half_width": band_half_width(rows["loss_by_position"].shape[1])}
     if report.window is not None:
-        exact = rows["icl_score"]
-        flat["phase/icl_exact_before"] = float(exact[rows["tokens"] < report.window.start_tokens].mean())
-        flat["phase/icl_exact_after"] = float(exact[rows["tokens"] > report.window.end_tokens].mean())
-        flat.update(_context_sides(rows, report.window))
+        for series, name in (("icl_score", "icl_exact"), ("icl_context", "icl_context"),
+                             ("icl_position", "icl_position")):
+            flat.update(_side_means(rows, series, name, report.window))
     projection = _ablation_projection(rows, report.window)
     with store.update(run_dir) as handle:
         if "phase" in handle:
@@ -452,17 +451,16 @@ def update_phase(run_dir: str | Path) -> dict[str, Any]:
     return flat
 
 
-def _context_sides(rows: dict, window) -> dict[str, float]:
-    """Mean context ICL score and position cost (:func:`interp.measures.icl.context_icl_score`)
-    over the checkpoints before the window and after it; NaN where none was measured (rows
-    analysed before the score existed hold NaN)."""
-    out = {}
+def _side_means(rows: dict, series: str, name: str, window) -> dict[str, float]:
+    """``phase/<name>_before`` and ``_after``: the mean of a stored series over the checkpoints
+    before the window and after it, its NaN rows left out (rows analysed before the series
+    existed); NaN where nothing was measured."""
     tokens = rows["tokens"]
-    for name in ("icl_context", "icl_position"):
-        values = rows.get(name, np.full(tokens.size, np.nan))
-        for side, mask in (("before", tokens < window.start_tokens), ("after", tokens > window.end_tokens)):
-            finite = values[mask][np.isfinite(values[mask])]
-            out[f"phase/{name}_{side}"] = float(finite.mean()) if finite.size else float("nan")
+    values = rows.get(series, np.full(tokens.size, np.nan))
+    out = {}
+    for side, mask in (("before", tokens < window.start_tokens), ("after", tokens > window.end_tokens)):
+        finite = values[mask][np.isfinite(values[mask])]
+        out[f"phase/{name}_{side}"] = float(finite.mean()) if finite.size else float("nan")
     return out
 
 
