@@ -46,8 +46,13 @@ def analysis_completion(run_dir: str | Path) -> Completion | None:
         return None
     prefix = np.asarray(rows["prefix_matching"], np.float64)
     null = np.asarray(rows.get("prefix_matching_null", np.full(prefix.shape, np.nan)), np.float64)
-    effect = prefix - null if np.isfinite(null).all() else prefix
-    return assess(rows["tokens"], icl_band_score(rows["loss_by_position"]), effect)
+    return _assess_rows(rows, prefix - null if np.isfinite(null).all() else prefix)
+
+
+def _assess_rows(rows: dict[str, np.ndarray], prefix: np.ndarray) -> Completion:
+    """:func:`~interp.phase.complete.assess` of stored rows: the band score of their loss by
+    token index, and ``prefix`` [C, L, H] as the heads' series."""
+    return assess(rows["tokens"], icl_band_score(rows["loss_by_position"]), prefix)
 
 
 def run_completion(run_dir: str | Path, upto_step: int | None = None) -> Completion | None:
@@ -61,8 +66,8 @@ def run_completion(run_dir: str | Path, upto_step: int | None = None) -> Complet
     if not steps.size or "loss_by_position" not in evals or "prefix_matching" not in evals:
         return None
     keep = steps <= (steps.max() if upto_step is None else upto_step)
-    band = icl_band_score(evals["loss_by_position"][keep])
-    return assess(evals["tokens"][keep], band, evals["prefix_matching"][keep])
+    rows = {name: np.asarray(evals[name])[keep] for name in ("tokens", "loss_by_position", "prefix_matching")}
+    return _assess_rows(rows, rows["prefix_matching"])
 
 
 def continue_command(run_dir: str | Path, config: RunConfig) -> str:
@@ -109,8 +114,9 @@ def completion_line(run_dir: str | Path) -> str | None:
         if verdict.complete:
             line = f"change     complete by training's evaluation: {verdict.describe()}{went_on}"
             if analysed is not None and not analysed.complete:
-                line += (f"; but the analysis reads {analysed.describe()}; continue it with: "
-                         f"{continue_command(run_dir, config)}")
+                # No command: going on would ask training's evaluation again, which says complete.
+                line += (f"; but the analysis (more held-out sequences, heads against their null) "
+                         f"reads {analysed.describe()}")
             return line
         if status == "finished" and end >= config.max_steps:
             return (f"change     stopped at the cap of {config.max_steps:,} steps (train.max_tokens) before "

@@ -17,7 +17,7 @@ from interp import checkpoints, cli, store, train as training, until
 from interp.config import RunConfig, build_config
 from interp.measures.icl import icl_band_score
 from interp.phase.complete import AFTER_CHECKPOINTS, Completion, HeadTrend, assess, heads_in_scope
-from interp.phase.trend import head_trends
+from interp.phase.trend import Movement, head_trends
 from interp.phase.window import phase_change_window
 from tests.conftest import tiny_config
 
@@ -216,7 +216,8 @@ def not_complete_before(step: int, fail_once_at: int | None = None, asked: list 
 
 def _complete() -> Completion:
     window = phase_change_window(TOKENS, EARLY_DROP)
-    return Completion(window, AFTER_CHECKPOINTS, [HeadTrend(1, 0, 0.0, 0.0, True, rise=0.5)])
+    level = Movement(0.0, 0.0, 1.0, 15, rising=False, falling=False, fallen=False)
+    return Completion(window, AFTER_CHECKPOINTS, [HeadTrend(1, 0, level, rise=0.5)])
 
 
 def final_weights(run_dir: Path) -> dict:
@@ -371,7 +372,9 @@ def test_summary__reads_the_analysis_once_it_covers_the_run(tmp_path):
     add_analysis(stopped, EARLY_DROP, heads(rising))
     line = next(l for l in summarize(stopped).splitlines() if l.startswith("change"))
     assert line.startswith("change     complete by training's evaluation: ICL drop complete")
-    assert "but the analysis reads" in line and "heads still rising (1.0 +" in line
+    assert "but the analysis (more held-out sequences, heads against their null) reads" in line
+    assert "heads still rising (1.0 +" in line
+    assert "continue it with" not in line  # a resume would ask training's evaluation again: complete
 
 
 def test_printed_command__continues_the_run_exactly_as_until_phase_from_the_start(tmp_path, monkeypatch):

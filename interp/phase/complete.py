@@ -39,7 +39,7 @@ from jaxtyping import Float
 
 from interp.phase.heads import RULE
 from interp.phase.smoothing import log_tokens_and
-from interp.phase.trend import movement
+from interp.phase.trend import Movement, movement
 from interp.phase.window import END_CHECKPOINTS, PhaseWindow, phase_change_window
 
 # Checkpoints after the window's end before it counts as closed: as many as the window rule
@@ -50,18 +50,25 @@ MIN_RISE = RULE.min_effect  # 0.1: what the induction-head rule asks of a head a
 
 @dataclass(frozen=True)
 class HeadTrend:
-    """One head's score trend over the last checkpoints (:func:`interp.phase.trend.movement`)."""
+    """One head's movement at the end (:func:`interp.phase.trend.movement`) and its rise."""
 
     layer: int
     head: int
-    change: float  # fitted slope over the last checkpoints, prefix matching per decade of tokens
-    z: float  # its z under the noise model (NaN with fewer than 3 checkpoints)
-    level: bool
-    rise: float = float("nan")  # the highest score minus the score at the first checkpoint
+    move: Movement
+    rise: float  # the highest score minus the score at the first checkpoint
 
     @property
     def name(self) -> str:
         return f"{self.layer}.{self.head}"
+
+    @property
+    def change(self) -> float:
+        """The fitted slope over the last checkpoints, prefix matching per decade of tokens."""
+        return self.move.slope
+
+    @property
+    def level(self) -> bool:
+        return not (self.move.rising or self.move.still_falling)
 
 
 @dataclass(frozen=True)
@@ -158,8 +165,6 @@ def assess(tokens: Float[np.ndarray, "checkpoint"], icl: Float[np.ndarray, "chec
             if x.size == 0:
                 continue
             move = movement(x, score)
-            rise = float(np.nanmax(prefix[:, layer, head]) - prefix[0, layer, head])
-            trends.append(HeadTrend(layer, head, move.slope, move.slope_z,
-                                    not (move.rising or move.still_falling), rise))
+            trends.append(HeadTrend(layer, head, move, float(np.nanmax(score) - prefix[0, layer, head])))
             tail = move.tail
     return Completion(found, after, trends, tail)
