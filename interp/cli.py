@@ -314,8 +314,10 @@ def main(argv: list[str] | None = None) -> int:
             for name in PRESETS:
                 print(f"{name:15s} {PRESET_HELP.get(name, '')}")
             print("\nwhich to use (measured on four corpora: docs/PRESETS.md):")
-            for data, advice in PRESET_ADVICE:
-                print(f"  {data}:\n      {advice}")
+            for advice in PRESET_ADVICE:
+                print(f"  {advice.data}:\n      {advice.command()}")
+                if advice.why:
+                    print(f"      ({advice.why})")
         elif args.command == "runs":
             _runs(args.root)
         elif args.command in ("train", "summary"):

@@ -384,19 +384,34 @@ PRESET_HELP: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class Advice:
+    """Which preset and overrides to start from for one kind of data, and why."""
+
+    data: str
+    preset: str
+    overrides: tuple[str, ...] = ()
+    why: str = ""
+
+    def command(self) -> str:
+        return " ".join(["interp train", self.preset, *self.overrides])
+
+
 # Which preset for which text: measured per corpus in docs/PRESETS.md (the held-aside corpus
 # there was run once, with this advice as written, after it was fixed).
-PRESET_ADVICE: list[tuple[str, str]] = [
-    ("code (the stdlib, a repository)", "default"),
-    ("prose (documentation, man pages, books)",
-     "default train.until=phase train.max_tokens=20e6  (trains on until the ICL drop has closed "
-     "and a head has risen and levelled off, at most 20M tokens: about 14 minutes on 2 cores; "
-     "if the summary then says no head has risen, the previous-token head may have formed in "
-     "layer 1, as on the man pages: attn3 leaves a layer after it)"),
-    ("short documents (dictionary entries, posts)",
-     "add data.packing=concatenate  (packing=document only samples windows inside documents "
-     "of at least n_ctx tokens; the data layer warns when those hold under 80% of the corpus)"),
-    ("in-context Markov chains", "markov"),
+PRESET_ADVICE: list[Advice] = [
+    Advice("code (the stdlib, a repository)", "default"),
+    Advice("prose (documentation, man pages, books)", "default",
+           ("train.until=phase", "train.max_tokens=20e6"),
+           "trains on until the ICL drop has closed and a head has risen and levelled off, at "
+           "most 20M tokens (13.6 minutes at the default's 24.6k tokens/s on 2 cores); if the "
+           "summary then says no head has risen, the previous-token head may have formed in "
+           "layer 1, as on the man pages: attn3 leaves a layer after it"),
+    Advice("short documents (dictionary entries, posts)", "default", ("data.packing=concatenate",),
+           "packing=document samples windows only inside documents of at least n_ctx tokens; "
+           "the data layer warns when those hold under 80% of the corpus. With prose, add this "
+           "to the prose overrides"),
+    Advice("in-context Markov chains", "markov"),
 ]
 
 

@@ -115,8 +115,6 @@ def test_presets_command__lists_every_preset_and_says_which_to_use(capsys):
     assert cli.main(["presets"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in PRESETS)
-    for data, advice in PRESET_ADVICE:
-        assert data in out
-        words = advice.split("  (")[0].removeprefix("add ").split()
-        name = words[0] if "=" not in words[0] else "default"
-        build_config(name, None, [w for w in words if "=" in w])  # a real preset and real keys
+    for advice in PRESET_ADVICE:
+        assert advice.data in out and advice.command() in out
+        build_config(advice.preset, None, list(advice.overrides))  # a real preset and real keys

@@ -148,11 +148,10 @@ class CachedTextDataset:
             raise DataError(f"model.n_ctx={self.n_ctx} needs documents of {length} tokens{bos} "
                             f"but the longest training document has {self._train.longest}; "
                             f"lower model.n_ctx or set data.packing=concatenate")
-        covered = getattr(self._train, "covered", 1.0)
-        if covered < MIN_COVERED:
+        if self.cfg.packing == "document" and self._train.covered < MIN_COVERED:
             log.warning("only %.0f%% of the training tokens lie in documents of at least %d tokens "
                         "(one window); the rest is never trained on. For a corpus of short "
-                        "documents set data.packing=concatenate", 100 * covered, length)
+                        "documents set data.packing=concatenate", 100 * self._train.covered, length)
         if self._train.total == 0:
             raise DataError(f"the training split has only {self._train.longest} tokens, fewer "
                             f"than one window of {length}; add text or lower model.n_ctx")
