@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from interp import checkpoints, cli, store, train as training, until
 from interp.config import RunConfig, build_config
 from interp.measures.icl import icl_band_score
-from interp.phase.complete import AFTER_CHECKPOINTS, Completion, HeadTrend, assess, heads_in_scope
+from interp.phase.complete import AFTER_CHECKPOINTS, Completion, HeadMovement, assess, heads_in_scope
 from interp.phase.trend import Movement, head_trends
 from interp.phase.window import phase_change_window
 from tests.conftest import tiny_config
@@ -217,7 +217,7 @@ def not_complete_before(step: int, fail_once_at: int | None = None, asked: list 
 def _complete() -> Completion:
     window = phase_change_window(TOKENS, EARLY_DROP)
     level = Movement(0.0, 0.0, 1.0, 15, rising=False, falling=False, fallen=False)
-    return Completion(window, AFTER_CHECKPOINTS, [HeadTrend(1, 0, level, rise=0.5)])
+    return Completion(window, AFTER_CHECKPOINTS, [HeadMovement(1, 0, level, rise=0.5)])
 
 
 def final_weights(run_dir: Path) -> dict:

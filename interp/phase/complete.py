@@ -49,7 +49,7 @@ MIN_RISE = RULE.min_effect  # 0.1: what the induction-head rule asks of a head a
 
 
 @dataclass(frozen=True)
-class HeadTrend:
+class HeadMovement:
     """One head's movement at the end (:func:`interp.phase.trend.movement`) and its rise."""
 
     layer: int
@@ -77,7 +77,7 @@ class Completion:
 
     window: PhaseWindow | None
     checkpoints_after: int  # checkpoints after the window's end (0 without a window)
-    heads: list[HeadTrend] = field(default_factory=list)  # every head in scope
+    heads: list[HeadMovement] = field(default_factory=list)  # every head in scope
     last_checkpoints: int = 0  # how many checkpoints the trends were fitted on
 
     @property
@@ -86,15 +86,15 @@ class Completion:
         return self.window is not None and self.checkpoints_after >= AFTER_CHECKPOINTS
 
     @property
-    def rising(self) -> list[HeadTrend]:
+    def rising(self) -> list[HeadMovement]:
         return [h for h in self.heads if not h.level and h.change > 0]
 
     @property
-    def falling(self) -> list[HeadTrend]:
+    def falling(self) -> list[HeadMovement]:
         return [h for h in self.heads if not h.level and h.change < 0]
 
     @property
-    def risen(self) -> list[HeadTrend]:
+    def risen(self) -> list[HeadMovement]:
         return [h for h in self.heads if h.rise >= MIN_RISE]
 
     @property
@@ -165,6 +165,6 @@ def assess(tokens: Float[np.ndarray, "checkpoint"], icl: Float[np.ndarray, "chec
             if x.size == 0:
                 continue
             move = movement(x, score)
-            trends.append(HeadTrend(layer, head, move, float(np.nanmax(score) - prefix[0, layer, head])))
+            trends.append(HeadMovement(layer, head, move, float(np.nanmax(score) - prefix[0, layer, head])))
             tail = move.tail
     return Completion(found, after, trends, tail)
