@@ -98,3 +98,22 @@ def test_ablation_script_on_tiny_runs(workspace):
                 heads.replace(",", ", ") or "none"
     assert expected, "the tiny sweep has a 2-layer attention-only run"
     assert table == expected, summary
+
+
+def test_icl_split_prints_the_split_of_each_draw(tmp_path):
+    # The script behind docs/PRESETS.md's held-out-draw figures, on a tiny Markov run: one row
+    # per (step, draw) whose band equals context + position (catches a row of mismatched parts).
+    from conftest import tiny_config
+    from interp.train import train
+
+    run = tmp_path / "run"
+    train(tiny_config(), run, progress=False)
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "icl_split.py"), str(run),
+                           "--steps", "0,40", "--draws", "8:0,16:3"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines()[2:]]
+    assert [(r[0].strip(), r[1].strip()) for r in rows] == [("0", "8:0"), ("0", "16:3"), ("40", "8:0"), ("40", "16:3")]
+    for row in rows:
+        band, context, position = float(row[2]), float(row[3].split("(")[0]), float(row[4])
+        assert band == pytest.approx(context + position, abs=2e-3)  # printed to 3 decimals
