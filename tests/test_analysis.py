@@ -311,3 +311,20 @@ def test_update_phase__an_analysis_without_the_null_falls_back_to_the_old_rule_a
     assert flat["phase/induction_rule"] == "legacy"
     text = text_report(copy)
     assert "old rule: prefix matching > 0.4 and OV copying > 0" in text and f"'interp analyze {copy} --redo'" in text
+
+
+def test_side_means__leave_out_rows_analysed_before_a_series_existed():
+    # Catches a plain mean (NaN as soon as one backfilled row lies on a side) and a missing
+    # series raising instead of giving NaN.
+    from interp.analysis import _side_means
+    from interp.phase.window import PhaseWindow
+
+    window = PhaseWindow(start_tokens=3.0, end_tokens=6.0, peak_tokens=4.0, peak_slope=-1.0, icl_before=0.0,
+                         icl_after=-1.0, drop=1.0, total_drop=1.0, share=1.0, width_decades=0.3, z=9.0,
+                         step_z=9.0, end_level=-1.0, lowest_before=0.0, n_inside=2, open_end=False,
+                         noise_white=0.01, noise_walk=0.01, bandwidth=0.03)
+    rows = {"tokens": np.arange(1.0, 10.0), "icl_context": np.array([np.nan, 0.1, 0.3, 9, 9, 9, -1.0, np.nan, -2.0])}
+    got = _side_means(rows, "icl_context", "icl_context", window)
+    assert got == {"phase/icl_context_before": pytest.approx(0.1), "phase/icl_context_after": pytest.approx(-1.5)}
+    missing = _side_means(rows, "icl_position", "icl_position", window)
+    assert all(np.isnan(v) for v in missing.values())
