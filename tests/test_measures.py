@@ -13,7 +13,8 @@ from transformer_lens import head_detector
 
 from interp.config import ModelConfig
 from interp.measures import ablation, heads
-from interp.measures.icl import band_half_width, icl_band_score, icl_indices, icl_score, per_token_losses
+from interp.measures.icl import (band_half_width, icl_band_score, icl_indices, icl_score, per_token_losses,
+                                 rows_per_batch)
 from interp.measures.pca import per_token_loss_pca
 from interp.model import Transformer
 
@@ -339,6 +340,20 @@ def test_ablation__zeroing_a_last_layer_head_equals_zeroing_its_output_weights()
                                    equal_nan=True)
     torch.testing.assert_close(ablation.losses_without_heads(model, tokens, [(1, 0), (1, 1)]),
                                per_token_losses(both, tokens), atol=1e-5, rtol=0, equal_nan=True)
+
+
+def test_loss_batches__a_token_budget_of_rows_and_no_effect_on_the_losses():
+    # Catches a budget read as rows (64 rows of 256 tokens: slower, the reason for the budget),
+    # a zero-row batch for contexts longer than the budget (an endless loop), and chunking that
+    # mixes or drops rows (every row must come out as it does on its own).
+    assert rows_per_batch(256) == 16 and rows_per_batch(4096) == 1 and rows_per_batch(8192) == 1
+    assert rows_per_batch(100, tokens=1000) == 10
+    model = small_model(n_ctx=8)
+    tokens = torch.randint(0, 50, (5, 8))
+    alone = torch.cat([per_token_losses(model, tokens[i:i + 1]) for i in range(5)])
+    for batch_size in (None, 2, 5):
+        torch.testing.assert_close(per_token_losses(model, tokens, batch_size=batch_size), alone,
+                                   atol=1e-6, rtol=0, equal_nan=True)
 
 
 def test_ablation__batches_are_chunked_over_sequences():

@@ -14,7 +14,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.measures.heads import attention_patterns
-from interp.measures.icl import _device, per_token_losses
+from interp.measures.icl import _device, per_token_losses, rows_per_batch
 
 
 def _freeze_hooks(patterns: Float[Tensor, "layer batch head query key"]) -> list:
@@ -35,12 +35,15 @@ def _zero_head(head: int):
 
 
 @torch.no_grad()
-def ablated_losses(model, tokens: Int[Tensor, "batch pos"], batch_size: int = 64
+def ablated_losses(model, tokens: Int[Tensor, "batch pos"], batch_size: int | None = None
                    ) -> Float[Tensor, "layer head batch pos"]:
     """Per-token losses [layer, head, batch, pos] with each head zeroed under frozen patterns.
 
-    Column 0 of the last axis is NaN, as in :func:`per_token_losses`.
+    Column 0 of the last axis is NaN, as in :func:`per_token_losses`. ``batch_size`` rows per
+    pass (None: :func:`interp.measures.icl.rows_per_batch`); patterns are frozen row by row, so
+    it changes only the speed.
     """
+    batch_size = batch_size or rows_per_batch(tokens.shape[-1])
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     out = torch.empty(n_layers, n_heads, *tokens.shape)
     for start in range(0, tokens.shape[0], batch_size):
@@ -57,13 +60,13 @@ def ablated_losses(model, tokens: Int[Tensor, "batch pos"], batch_size: int = 64
 
 @torch.no_grad()
 def losses_without_heads(model, tokens: Int[Tensor, "batch pos"], heads: list[tuple[int, int]],
-                         batch_size: int = 64) -> Float[Tensor, "batch pos"]:
+                         batch_size: int | None = None) -> Float[Tensor, "batch pos"]:
     """Per-token losses with every (layer, head) in ``heads`` zeroed at once, patterns frozen.
 
     The joint version of :func:`ablated_losses`: how much of the ICL score a set of heads
     (say, the induction heads) accounts for together, not one at a time.
     """
-    out = []
+    out, batch_size = [], batch_size or rows_per_batch(tokens.shape[-1])
     for start in range(0, tokens.shape[0], batch_size):
         chunk = tokens[start:start + batch_size].to(_device(model))
         hooks = _freeze_hooks(attention_patterns(model, chunk))

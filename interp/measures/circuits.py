@@ -221,10 +221,15 @@ def empirical_copying_score(model, tokens: Int[Tensor, "batch pos"], batch_size:
     W_O = w.W_O.float().to(device)
     W_U = w.W_U.float().to(device)
     ln_w, center = _final_norm(model)
+    d_vocab = W_U.shape[-1]
     keep = _token_index(copyable, w.W_E.shape[0])
-    mask = None  # [vocab] 1.0 on the copyable tokens
-    if keep is not None:
-        mask = torch.zeros(W_U.shape[-1], device=device).index_fill_(0, keep.to(device), 1.0)
+    keep = torch.arange(d_vocab) if keep is None else keep
+    # Only S's columns are computed (r is 0 off S): where[v] is v's column in S, and a token
+    # outside S reads column 0 with weight in_set[v] = 0.
+    W_U = W_U[:, keep.to(device)]
+    where = torch.zeros(d_vocab, dtype=torch.long, device=device).index_copy_(
+        0, keep.to(device), torch.arange(keep.numel(), device=device))
+    in_set = torch.zeros(d_vocab, device=device).index_fill_(0, keep.to(device), 1.0)
     names = {f"blocks.{layer}.attn.{hook}" for layer in range(n_layers) for hook in ("hook_z", "hook_pattern")}
     total = torch.zeros(n_layers, model.cfg.n_heads, dtype=torch.float64)
     n_queries = 0
@@ -241,16 +246,12 @@ def empirical_copying_score(model, tokens: Int[Tensor, "batch pos"], batch_size:
                 out = out - out.mean(-1, keepdim=True)
             if ln_w is not None:
                 out = out * ln_w.to(device)
-            logits = out @ W_U  # [batch, query, head, vocab]
-            if mask is None:
-                pos_logits = (logits - logits.mean(-1, keepdim=True)).relu()
-            else:  # mean over S, then r := 0 off S
-                mean = (logits * mask).sum(-1, keepdim=True) / mask.sum().clamp_min(1.0)
-                pos_logits = (logits - mean).relu() * mask
-            pos_logits = pos_logits.transpose(1, 2)  # [b, h, q, v]
-            index = chunk[:, None, None, :].expand(-1, pos_logits.shape[1], n_pos - 1, -1)
+            # One 2-D matmul: a broadcast [b, q, h, d] @ [d, S] runs as a slow batched one.
+            logits = (out.reshape(-1, out.shape[-1]) @ W_U).view(*out.shape[:-1], -1)  # [b, q, h, S]
+            pos_logits = (logits - logits.mean(-1, keepdim=True)).relu_().transpose(1, 2)  # [b, h, q, S]
+            index = where[chunk][:, None, None, :].expand(-1, pos_logits.shape[1], n_pos - 1, -1)
             on_attended = pos_logits.gather(-1, index)  # r_i[tok_j]: [batch, head, query, key]
-            target = (pattern * on_attended).sum(-1)
+            target = (pattern * in_set[chunk][:, None, None, :] * on_attended).sum(-1)
             share = _safe_ratio(target, pos_logits.sum(-1))  # [batch, head, query]
             total[layer] += share.double().sum(dim=(0, 2)).cpu()
     return (total / max(n_queries, 1)).float()
