@@ -123,9 +123,34 @@ def build_probes(data, n_ctx: int, config: AnalysisConfig) -> Probes:
                   null=heads.unrepeated_token_probe(pool, repeated, config.seed))
 
 
+def shared_losses(checkpoint_path: str | Path, model, probes: Probes, config: AnalysisConfig) -> torch.Tensor | None:
+    """The per-token losses training's checkpoint evaluation stored (``eval.safetensors``, see
+    :func:`interp.checkpoints.read_evaluation`) when they are what :func:`analyze_checkpoint`
+    would measure on ``model``: the same rows (``probes.heldout``, by fingerprint) at the same
+    autocast precision. Else None, and the analysis measures them. Training evaluates the
+    run's carried held-out set (``train.eval_examples`` = 256 rows, seed 0, the analysis's
+    default ``icl_examples``) at its own precision, which ``precision=auto`` picks here too on
+    the same kind of device; a run trained on a GPU and analysed on a CPU measures again."""
+    from interp.device import pick_precision
+
+    evaluation = checkpoints.read_evaluation(checkpoint_path)
+    if evaluation is None or tuple(evaluation.losses.shape) != tuple(probes.heldout.shape):
+        return None
+    device = next(model.parameters()).device
+    if evaluation.dtype != str(pick_precision(config.precision, device)):
+        return None
+    if evaluation.rows != checkpoints.rows_fingerprint(probes.heldout):
+        return None
+    return evaluation.losses
+
+
 @torch.no_grad()
-def analyze_checkpoint(model, probes: Probes, config: AnalysisConfig) -> dict[str, Any]:
-    """Every per-checkpoint measure of one model, as a flat dict of numpy arrays / floats."""
+def analyze_checkpoint(model, probes: Probes, config: AnalysisConfig,
+                       losses: torch.Tensor | None = None) -> dict[str, Any]:
+    """Every per-checkpoint measure of one model, as a flat dict of numpy arrays / floats.
+
+    ``losses``: the per-token losses of ``probes.heldout`` [examples, n_ctx] when the caller has
+    them (:func:`shared_losses`); else measured here."""
     from interp.device import autocast, pick_precision
 
     device = next(model.parameters()).device
@@ -133,7 +158,8 @@ def analyze_checkpoint(model, probes: Probes, config: AnalysisConfig) -> dict[st
     # and weight-based scores below stay in float32.
     fast = autocast(device, pick_precision(config.precision, device))
     with fast:
-        losses = per_token_losses(model, probes.heldout)  # [examples, n_ctx], column 0 NaN
+        if losses is None:
+            losses = per_token_losses(model, probes.heldout)  # [examples, n_ctx], column 0 NaN
         own = losses[:config.context_examples]
         foreign = per_token_losses(model, foreign_context(probes.heldout[:own.shape[0]], probes.cut))
     icl = icl_score(losses, probes.late, probes.early)
@@ -219,7 +245,8 @@ def analyze_run(run_dir: str | Path, config: AnalysisConfig = AnalysisConfig(),
     own analysis) waits for it. A damaged metrics file is first moved aside and rebuilt
     (:mod:`interp.recovery`); the note saying so is logged and returned as ``recovered``.
 
-    Returns {"analyzed": [steps], "skipped": {step: reason}, "recovered": note or None}.
+    Returns {"analyzed": [steps], "skipped": {step: reason}, "recovered": note or None,
+    "shared_losses": how many checkpoints' held-out losses came from training's evaluation}.
     """
     run_dir = Path(run_dir)
     run_config = checkpoints.read_config(run_dir)
@@ -275,7 +302,8 @@ def _ablate_where_needed(run_dir: Path, run_config, found: list, phase: dict, pr
         except InterpError as err:
             log.warning("skipping the ablation of step %d: %s", checkpoint.step, err)
             continue
-        row = ablation_row(model, probes, config)
+        shared = shared_losses(checkpoint.path, model, probes, config)
+        row = ablation_row(model, probes, config, None if shared is None else shared[:config.ablation_examples])
         row.update(step=checkpoint.step, tokens=checkpoint.step * run_config.tokens_per_step)
         with store.update(run_dir) as handle:
             store.append(handle, costly.GROUP, {k: [v] for k, v in row.items()})
@@ -298,6 +326,7 @@ def _analyze_checkpoints(run_dir: Path, todo: list, probes: Probes, config: Anal
     from tqdm.auto import tqdm
 
     _record_copying_tokens(run_dir, probes.copyable)
+    reused = 0
     for checkpoint in tqdm(todo, desc=f"analyze {run_dir.name}", disable=not progress, unit="ckpt"):
         try:
             model = checkpoints.load_model(checkpoint.path)
@@ -307,7 +336,9 @@ def _analyze_checkpoints(run_dir: Path, todo: list, probes: Probes, config: Anal
             log.warning("skipping step %d: %s", checkpoint.step, err)
             result["skipped"][checkpoint.step] = str(err)
             continue
-        row = analyze_checkpoint(model, probes, replace(config, ablate=False))  # ablations: sparse, after
+        shared = shared_losses(checkpoint.path, model, probes, config)
+        row = analyze_checkpoint(model, probes, replace(config, ablate=False), shared)  # ablations: sparse, after
+        reused += shared is not None
         row.update(step=checkpoint.step, tokens=checkpoint.step * tokens_per_step)
         with store.update(run_dir) as handle:
             _backfill(handle, row)
@@ -318,6 +349,7 @@ def _analyze_checkpoints(run_dir: Path, todo: list, probes: Probes, config: Anal
                                         "prefix_matching_repeats": probes.repeated.repeats,
                                         "bos": probes.repeated.offset, **_copying_attrs(probes.copyable)})
         result["analyzed"].append(checkpoint.step)
+    result["shared_losses"] = result.get("shared_losses", 0) + reused  # held-out passes not run again
 
 
 def _backfill(handle: Any, row: dict[str, Any]) -> None:

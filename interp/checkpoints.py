@@ -10,6 +10,8 @@ A run directory is the unit users share; every command works on a copy of it::
         model.safetensors        weights with TransformerLens names
         trainer.safetensors      optimizer moments and RNG states
         trainer.json             step, tokens, data position, lr, optimizer hyper-parameters
+        eval.safetensors         (optional) the checkpoint evaluation's per-token losses, which
+                                 the analysis reuses instead of measuring them again
         manifest.json            sha256 and size of each file above; written last
 
 Nothing is pickled: tensors go to safetensors, everything else to JSON, so loading a file
@@ -53,6 +55,31 @@ from interp.runs import (  # noqa: F401
 from interp.runs import fsync_file as _fsync_file
 
 FILES = ("model.safetensors", "trainer.safetensors", "trainer.json")
+# Files a checkpoint may hold; when present, the manifest covers them like the others.
+OPTIONAL_FILES = ("eval.safetensors",)
+EVAL_FILE = OPTIONAL_FILES[0]
+
+
+@dataclass(frozen=True)
+class EvalLosses:
+    """Per-token held-out losses measured at a checkpoint, with what they were measured on.
+
+    ``rows``: :func:`rows_fingerprint` of the token rows; ``dtype``: the autocast precision of
+    the forward pass (``str(torch.dtype)``). A reader reuses the losses only when both match
+    what it would measure itself (:func:`interp.analysis.shared_losses`).
+    """
+
+    losses: torch.Tensor  # [rows, n_ctx] float32, column 0 NaN
+    rows: str
+    dtype: str
+
+
+def rows_fingerprint(tokens: torch.Tensor) -> str:
+    """sha256 of token rows (shape and int64 values): the same rows give the same string."""
+    import hashlib
+
+    array = np.ascontiguousarray(tokens.detach().cpu().numpy().astype(np.int64))
+    return hashlib.sha256(repr(array.shape).encode() + array.tobytes()).hexdigest()
 
 
 # --------------------------------------------------------------------------- schedule
@@ -124,19 +151,21 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     trainer: dict[str, Any],
     extra_tensors: dict[str, torch.Tensor] | None = None,
+    evaluation: EvalLosses | None = None,
 ) -> Path:
     """Write ``step_{trainer['step']}`` atomically; returns its path.
 
     Args:
         trainer: JSON-serialisable trainer state; must contain ``step``.
         extra_tensors: tensors to keep beside the optimizer state (RNG states).
+        evaluation: the checkpoint evaluation's losses, written to ``eval.safetensors``.
     """
     run_dir = Path(run_dir)
     final = run_dir / checkpoint_name(trainer["step"])
     tmp = run_dir / f".{final.name}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _write_checkpoint_files(tmp, model, optimizer, trainer, extra_tensors)
+        _write_checkpoint_files(tmp, model, optimizer, trainer, extra_tensors, evaluation)
         if final.is_symlink():  # never made by interp: replace the link, not what it points to
             final.unlink()
         elif final.exists():  # a rerun of the same step (resume) replaces it whole
@@ -149,16 +178,22 @@ def save_checkpoint(
 
 
 def _write_checkpoint_files(tmp: Path, model: Transformer, optimizer: torch.optim.Optimizer,
-                            trainer: dict[str, Any], extra_tensors: dict[str, torch.Tensor] | None) -> None:
+                            trainer: dict[str, Any], extra_tensors: dict[str, torch.Tensor] | None,
+                            evaluation: EvalLosses | None = None) -> None:
     tmp.mkdir(parents=True)
     save_file(_cpu_contiguous(model.state_dict()), tmp / "model.safetensors")
     tensors, optim_meta = optimizer_to_flat(optimizer)
     save_file(_cpu_contiguous({**tensors, **(extra_tensors or {})}), tmp / "trainer.safetensors")
     (tmp / "trainer.json").write_text(json.dumps({**trainer, "optimizer": optim_meta}, indent=2))
+    names = list(FILES)
+    if evaluation is not None:
+        save_file({"losses": evaluation.losses.detach().float().cpu().contiguous()}, tmp / EVAL_FILE,
+                  metadata={"rows": evaluation.rows, "dtype": evaluation.dtype})
+        names.append(EVAL_FILE)
     manifest = {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
-                for name in FILES}
+                for name in names}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    for name in (*FILES, "manifest.json"):
+    for name in (*names, "manifest.json"):
         _fsync_file(tmp / name)
 
 
@@ -205,7 +240,7 @@ def verify_checkpoint(path: Path) -> None:
     entry missing or malformed) is invalid, never a pass: it would let a damaged file through."""
     path = Path(path)
     manifest = _read_manifest(path)
-    for name in FILES:
+    for name in manifest:
         file, entry = checkpoint_file(path, name), manifest[name]
         if not file.is_file() or file.stat().st_size != entry["bytes"] or _sha256(file) != entry["sha256"]:
             raise CheckpointError(f"checkpoint {path} fails its integrity check ({name} differs from "
@@ -217,14 +252,37 @@ def _read_manifest(path: Path) -> dict[str, dict[str, Any]]:
         manifest = json.loads(checkpoint_file(path, "manifest.json").read_text())
     except (OSError, ValueError):
         raise CheckpointError(f"checkpoint {path} has no readable manifest.json; it is incomplete") from None
-    valid = isinstance(manifest, dict) and set(manifest) == set(FILES) and all(
+    valid = isinstance(manifest, dict) and set(FILES) <= set(manifest) <= {*FILES, *OPTIONAL_FILES} and all(
         isinstance(e, dict) and isinstance(e.get("sha256"), str)
         and isinstance(e.get("bytes"), int) and not isinstance(e.get("bytes"), bool)
         for e in manifest.values())
     if not valid:
         raise CheckpointError(f"checkpoint {path} has an invalid manifest.json (it must give the sha256 "
-                              f"and bytes of exactly {', '.join(FILES)}); it cannot be trusted")
+                              f"and bytes of {', '.join(FILES)} and of nothing but {', '.join(OPTIONAL_FILES)} "
+                              f"besides); it cannot be trusted")
     return manifest
+
+
+def read_evaluation(path: str | Path) -> EvalLosses | None:
+    """The checkpoint's ``eval.safetensors`` (verified against the manifest), or None when the
+    checkpoint has none (written before interp kept it) or it cannot be used. Never raises for
+    the file itself: the reader measures the losses instead."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        entry = _read_manifest(path).get(EVAL_FILE)
+        file = checkpoint_file(path, EVAL_FILE)
+        if entry is None or file.stat().st_size != entry["bytes"] or _sha256(file) != entry["sha256"]:
+            return None
+        with safe_open(str(file), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            losses = handle.get_tensor("losses")
+    except (CheckpointError, SafetensorError, OSError, ValueError, RuntimeError, KeyError):
+        return None
+    if losses.ndim != 2 or not isinstance(meta.get("rows"), str) or not isinstance(meta.get("dtype"), str):
+        return None
+    return EvalLosses(losses.float(), meta["rows"], meta["dtype"])
 
 
 def _load_tensors(file: Path, device: str = "cpu") -> dict[str, torch.Tensor]:

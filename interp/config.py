@@ -185,6 +185,9 @@ class TrainConfig:
         linear_checkpoints: checkpoints spaced evenly over the whole run.
         log_until: share of the run covered by the log-spaced checkpoints.
         eval_examples: held-out sequences for the quick evaluation stored at each checkpoint.
+            256 (128 before 2026-12-03) are the rows the analysis measures by default
+            (``interp.rundata.HELDOUT_EXAMPLES``), so the checkpoint keeps their per-token losses
+            and the analysis reuses them instead of measuring them again.
         device: ``auto`` (cuda, then mps, then cpu) or a device name.
         precision: ``auto`` (bf16 autocast where the hardware does bf16 fast, else fp32),
             ``fp32``, ``bf16`` or ``fp16`` (CUDA only, with a gradient scaler).
@@ -220,7 +223,7 @@ class TrainConfig:
     log_checkpoints: int = 30
     linear_checkpoints: int = 40
     log_until: float = 0.3
-    eval_examples: int = 128
+    eval_examples: int = 256
     device: Device = "auto"
     precision: Precision = "auto"
     threads: int = 0

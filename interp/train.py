@@ -343,7 +343,7 @@ def _checkpoint(run: Run) -> None:
     eval row (``records``), so the metrics file can be rebuilt from the checkpoints alone
     (:mod:`interp.recovery`), and the partial loss window, so a resume averages it whole.
     """
-    evaluation = quick_eval(run)
+    evaluation, losses = _evaluate(run)
     if not math.isfinite(evaluation["val_loss"]):
         raise TrainingDiverged(f"training diverged before step {run.step}: the held-out loss is "
                                f"{evaluation['val_loss']}; lower train.lr or raise train.warmup_steps "
@@ -366,7 +366,10 @@ def _checkpoint(run: Run) -> None:
                "records": {**_records("train", train_rows), **_records("eval", eval_row),
                            "eval_attrs": {k: int(v) for k, v in eval_attrs.items()}},
                "saved_at": time.time()}
-    checkpoints.save_checkpoint(run.directory, run.model, run.optimizer, trainer, _rng_tensors())
+    # The evaluation's losses go into the checkpoint so that the analysis, which measures the
+    # same held-out rows at the same precision by default, does not measure them again.
+    shared = checkpoints.EvalLosses(losses, checkpoints.rows_fingerprint(run.eval_tokens), str(run.dtype))
+    checkpoints.save_checkpoint(run.directory, run.model, run.optimizer, trainer, _rng_tensors(), shared)
 
 
 def _records(group: str, columns: dict[str, list]) -> dict[str, Any]:
@@ -378,9 +381,14 @@ def _records(group: str, columns: dict[str, list]) -> dict[str, Any]:
             f"{group}_dtypes": {k: str(a.dtype) for k, a in arrays.items()}}
 
 
-@torch.no_grad()
 def quick_eval(run: Run) -> dict[str, Any]:
     """Held-out loss by token index, ICL score and prefix matching, stored at every checkpoint."""
+    return _evaluate(run)[0]
+
+
+@torch.no_grad()
+def _evaluate(run: Run) -> tuple[dict[str, Any], torch.Tensor]:
+    """:func:`quick_eval`'s row and the per-token losses [eval_examples, n_ctx] it came from."""
     run.model.eval()
     with autocast(run.device, run.dtype):
         losses = per_token_losses(run.model, run.eval_tokens)
@@ -390,7 +398,7 @@ def quick_eval(run: Run) -> dict[str, Any]:
     return {"step": run.step, "tokens": run.step * run.config.tokens_per_step,
             "val_loss": float(np.nanmean(losses.numpy())), "icl_score": icl.score,
             "icl_score_stderr": icl.stderr, "loss_by_position": losses.nanmean(0).numpy(),
-            "prefix_matching": prefix.numpy()}
+            "prefix_matching": prefix.numpy()}, losses
 
 
 def _eval_attrs(run: Run) -> dict[str, int]:

@@ -328,3 +328,77 @@ def test_side_means__leave_out_rows_analysed_before_a_series_existed():
     assert got == {"phase/icl_context_before": pytest.approx(0.1), "phase/icl_context_after": pytest.approx(-1.5)}
     missing = _side_means(rows, "icl_position", "icl_position", window)
     assert all(np.isnan(v) for v in missing.values())
+
+
+def _without_eval_files(run_dir):
+    """Strip every checkpoint of ``eval.safetensors`` and its manifest entry (a checkpoint
+    written before interp kept the evaluation's losses)."""
+    import json
+
+    for checkpoint in checkpoints.list_checkpoints(run_dir):
+        (checkpoint.path / checkpoints.EVAL_FILE).unlink()
+        manifest = json.loads((checkpoint.path / "manifest.json").read_text())
+        del manifest[checkpoints.EVAL_FILE]
+        (checkpoint.path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_analyze_run__reuses_trainings_held_out_losses_and_gets_the_same_rows(analysed_run, tmp_path):
+    # The tiny run evaluates the 16 held-out rows the analysis measures, at its precision, so
+    # every checkpoint's losses come from training. Catches: never reusing them (the count),
+    # reusing losses of other rows or a wrong tensor (the rows would differ from a fresh
+    # measurement), and an old checkpoint without the file failing to load or analyse.
+    run_dir, first = analysed_run
+    assert first["shared_losses"] == len(checkpoints.list_checkpoints(run_dir))
+    fresh = tmp_path / "fresh"
+    shutil.copytree(run_dir, fresh)
+    (fresh / store.FILENAME).unlink()
+    _without_eval_files(fresh)
+    again = analyze_run(fresh, FAST, progress=False)
+    assert again["shared_losses"] == 0 and not again["skipped"]
+    shared, measured = analysis_series(run_dir), analysis_series(fresh)
+    for key in ("icl_score", "icl_score_stderr", "val_loss", "loss_by_position", "per_token_loss",
+                "icl_context", "ablation_icl_change"):
+        np.testing.assert_allclose(shared[key], measured[key], atol=1e-6, rtol=0, err_msg=key)
+
+
+def test_shared_losses__only_for_the_same_rows_at_the_same_precision(analysed_run):
+    # Catches a reuse keyed on the shape alone (other rows of the same size), on the rows but
+    # not the precision (bf16 losses where the analysis measures fp32), and a file whose
+    # bytes differ from the manifest (it makes the checkpoint fail its integrity check).
+    from dataclasses import replace as dc_replace
+
+    from interp import rundata
+    from interp.analysis import build_probes, shared_losses
+    from interp.runs import read_config
+
+    run_dir, _ = analysed_run
+    config = read_config(run_dir)
+    probes = build_probes(rundata.analysis_data(run_dir, config, FAST.icl_examples, FAST.seed),
+                          config.model.n_ctx, FAST)
+    checkpoint = checkpoints.list_checkpoints(run_dir)[2]
+    model = checkpoints.load_model(checkpoint.path)
+    assert shared_losses(checkpoint.path, model, probes, FAST) is not None
+    other = dc_replace(probes, heldout=probes.heldout.flip(0))
+    assert shared_losses(checkpoint.path, model, other, FAST) is None
+    assert shared_losses(checkpoint.path, model, probes, dc_replace(FAST, precision="bf16")) is None
+
+
+def test_checkpoint_manifest__the_eval_file_is_optional_but_checked_when_listed(analysed_run, tmp_path):
+    import json
+
+    run_dir, _ = analysed_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    path = checkpoints.list_checkpoints(copy)[1].path
+    checkpoints.verify_checkpoint(path)
+    data = bytearray((path / checkpoints.EVAL_FILE).read_bytes())
+    data[-1] ^= 1
+    (path / checkpoints.EVAL_FILE).write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="eval.safetensors differs"):
+        checkpoints.verify_checkpoint(path)
+    assert checkpoints.read_evaluation(path) is None
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["notes.txt"] = manifest[checkpoints.EVAL_FILE]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="invalid manifest"):
+        checkpoints.verify_checkpoint(path)

@@ -37,7 +37,7 @@ def test_run_directory__layout_and_manifest(trained_run):
     assert [c.step for c in found] == checkpoints.checkpoint_schedule(tiny_config().train)
     assert (trained_run / "config.json").is_file() and (trained_run / "metrics.h5").is_file()
     manifest = json.loads((found[-1].path / "manifest.json").read_text())
-    assert set(manifest) == {"model.safetensors", "trainer.safetensors", "trainer.json"}
+    assert set(manifest) == {"model.safetensors", "trainer.safetensors", "trainer.json", "eval.safetensors"}
     assert checkpoints.run_status(trained_run) == "finished"
     assert not list(trained_run.glob(".*tmp*"))
 
