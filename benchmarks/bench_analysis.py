@@ -109,6 +109,7 @@ def main() -> None:
                 elapsed = time.perf_counter() - start
                 phase = store.attrs(copy, "phase")
                 print(f"analyze_run, {name}: {len(found)} checkpoints, {len(result.get('ablated', []))} ablated, "
+                      f"{result.get('shared_losses', 0)} with training's held-out losses reused, "
                       f"{elapsed:.0f} s ({elapsed / len(found):.2f} s per checkpoint); training took "
                       f"{train_seconds:.0f} s: analysis / training = {elapsed / train_seconds:.2f} (goal <= 0.35); "
                       f"window {phase.get('window_start_tokens', float('nan')) / 1e6:.2f}M-"

@@ -11,8 +11,13 @@ As a reference in the same run it times a bare Streamlit page that draws one Alt
 and prints each figure as a ratio to it (what the workbench adds to Streamlit's own cost).
 
     python benchmarks/bench_app.py [RUN] [--moves 10]
+    python benchmarks/bench_app.py --scale 20x200 [--root DIR]
 
 RUN defaults to checkpoints/default (``interp quickstart`` makes it, 76 checkpoints).
+``--scale RxC`` measures the same on a root of R runs of about C analysed checkpoints each
+(issue 11's scale case: 20 x 200), built under ``--root`` on the first call (a few minutes:
+one ``markov`` run with a denser checkpoint schedule, trained and analysed, then copied R - 1
+times with its checkpoint files hard-linked, so the copies take no disk) and reused after.
 """
 
 from __future__ import annotations
@@ -80,23 +85,76 @@ def atlas_moves(page, moves: int) -> list[float]:
     return times
 
 
+def scale_root(root: Path, runs: int, checkpoints: int) -> Path:
+    """``root`` holding ``runs`` analysed runs of at least ``checkpoints`` checkpoints (built
+    once; see the module docstring). The app is opened on ``root``."""
+    import os
+    import shutil
+    from dataclasses import replace
+
+    from interp.analysis import AnalysisConfig, analyze_run
+    from interp.checkpoints import checkpoint_schedule
+    from interp.config import preset
+    from interp.train import train
+
+    first = root / "run-01"
+    if not (first / "metrics.h5").exists():
+        config = preset("markov")
+        linear = config.train.linear_checkpoints
+        while len(checkpoint_schedule(replace(config.train, log_checkpoints=60, linear_checkpoints=linear))) < checkpoints:
+            linear += 1
+        config = replace(config, train=replace(config.train, log_checkpoints=60, linear_checkpoints=linear))
+        shutil.rmtree(first, ignore_errors=True)
+        print(f"building {first} ({len(checkpoint_schedule(config.train))} checkpoints) ...", flush=True)
+        train(config, first, progress=False)
+        analyze_run(first, AnalysisConfig(), progress=False)
+    for k in range(2, runs + 1):
+        copy = root / f"run-{k:02d}"
+        if (copy / "metrics.h5").exists():
+            continue
+        shutil.rmtree(copy, ignore_errors=True)
+        # Checkpoints and data/ are hard links (read-only here); metrics and run files are
+        # real copies, so each run has its own metrics file and mtime as a real one would.
+        shutil.copytree(first, copy, copy_function=os.link,
+                        ignore=shutil.ignore_patterns("metrics.h5", "metrics.journal", "*.json", "figures"))
+        for name in ("metrics.h5", "config.json", "run.json"):
+            shutil.copy2(first / name, copy / name)
+        if (first / "metrics.journal").exists():
+            shutil.copytree(first / "metrics.journal", copy / "metrics.journal", dirs_exist_ok=True)
+    return root
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", type=Path, default=Path("checkpoints/default"))
     parser.add_argument("--moves", type=int, default=10)
+    parser.add_argument("--scale", help="RxC: a root of R runs of C checkpoints instead of RUN (e.g. 20x200)")
+    parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "interp-app-scale",
+                        help="where --scale builds (and later finds) its runs")
     args = parser.parse_args()
+    if args.scale:
+        try:
+            runs, checkpoints = (int(part) for part in args.scale.lower().split("x"))
+        except ValueError:
+            print(f"bench_app: --scale must look like 20x200, not {args.scale!r}", file=sys.stderr)
+            return 2
+        args.run = scale_root(args.root, runs, checkpoints)
     browser_binary = chromium_path()
     if not browser_binary:
         print("bench_app: needs chromium (apt-get install chromium) or INTERP_CHROMIUM", file=sys.stderr)
         return 2
-    if not (args.run / "metrics.h5").exists():
+    if not args.scale and not (args.run / "metrics.h5").exists():
         print(f"bench_app: {args.run} is not an analysed run; make one with 'interp quickstart'", file=sys.stderr)
         return 2
     from playwright.sync_api import sync_playwright
 
     from interp.analysis import analyzed_steps
 
-    print(f"run {args.run}: {len(analyzed_steps(args.run))} analysed checkpoints")
+    if args.scale:
+        found = sorted(p.parent for p in args.run.glob("*/config.json"))
+        print(f"root {args.run}: {len(found)} runs of {len(analyzed_steps(found[0]))} analysed checkpoints")
+    else:
+        print(f"run {args.run}: {len(analyzed_steps(args.run))} analysed checkpoints")
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
         reference_script = Path(tmp) / "reference.py"
         reference_script.write_text(REFERENCE_APP)
