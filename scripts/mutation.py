@@ -67,9 +67,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # Source folder -> the fast test files that exercise it. One line per folder.
 TESTS = {
     "interp/measures": ["tests/test_measures.py", "tests/test_circuits.py", "tests/test_analysis.py",
-                        "tests/test_composition_trend.py"],
+                        "tests/test_composition_trend.py", "tests/test_icl_context.py"],
     "interp/phase": ["tests/test_phase.py", "tests/test_phase_window.py", "tests/test_phase_lag.py",
-                     "tests/test_phase_parts.py", "tests/test_phase_edges.py"],
+                     "tests/test_phase_parts.py", "tests/test_phase_edges.py", "tests/test_phase_heads.py",
+                     "tests/test_until.py"],
 }
 PYTEST_ARGS = ["-m", "not slow and not browser", "-p", "no:cacheprovider"]
 NEUTRAL_DECORATORS = {"torch.no_grad()", "torch.inference_mode()"}
