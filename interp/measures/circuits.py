@@ -25,6 +25,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.measures.activations import activations
 from interp.measures.icl import _device
 
 COMPOSITION_KINDS = ("k", "q", "v")
@@ -185,6 +186,24 @@ def eigen_score(eigenvalues) -> float:
     return float(eigenvalues.sum().real) / total if total > 0 else 0.0
 
 
+def _copy_readout(model, w: _Weights, keep: Int[Tensor, "S"]) -> Float[Tensor, "layer head d_head S"]:
+    """The map from a head's ``hook_z`` to its direct logit effect on the tokens ``keep``.
+
+    ``u = ((z W_O) C) * ln_w @ W_U[:, keep]``, C the centring over d_model when the final norm
+    centres, ln_w the final norm's weight: both are linear, so they fold into W_O (centring
+    ``z W_O`` is ``z`` times W_O with each row's mean removed) and the whole map is one
+    [d_head, S] matrix per head, applied with d_head-long inner products instead of d_model.
+    """
+    device = _device(model)
+    ln_w, center = _final_norm(model)
+    W_O = w.W_O.to(device)  # [layer, head, d_head, d_model], float64 until the product
+    if center:
+        W_O = W_O - W_O.mean(-1, keepdim=True)
+    if ln_w is not None:
+        W_O = W_O * ln_w.to(device, W_O.dtype)
+    return (W_O @ w.W_U.to(device, W_O.dtype)[:, keep]).float()
+
+
 @torch.no_grad()
 def empirical_copying_score(model, tokens: Int[Tensor, "batch pos"], batch_size: int = 16,
                             copyable: Int[Tensor, "n"] | None = None) -> Float[Tensor, "layer head"]:
@@ -201,7 +220,8 @@ def empirical_copying_score(model, tokens: Int[Tensor, "batch pos"], batch_size:
     1. direct logit effect of the head at i: ``u_i = out_i W_U`` where ``out_i = z_i W_O`` is the
        head's output (``blocks.{l}.attn.hook_z`` times ``W_O``; no ``b_O``, which belongs to the
        layer, and no ``b_U``). When the model ends in a LayerNorm, ``out_i`` is first centred over
-       d_model and multiplied elementwise by ``ln_final.w`` (an RMSNorm: multiplied only). The per-position
+       d_model and multiplied elementwise by ``ln_final.w`` (an RMSNorm: multiplied only); all of
+       it is folded into one matrix per head (:func:`_copy_readout`). The per-position
        LayerNorm scale 1/sigma_i is NOT applied: it is a positive scalar per query and cancels
        exactly from the ratio in step 3, so applying the cached ``ln_final.hook_scale`` would
        give the same number;
@@ -218,42 +238,32 @@ def empirical_copying_score(model, tokens: Int[Tensor, "batch pos"], batch_size:
     device = _device(model)
     n_layers = model.cfg.n_layers
     w = _weights(model)
-    W_O = w.W_O.float().to(device)
-    W_U = w.W_U.float().to(device)
-    ln_w, center = _final_norm(model)
-    d_vocab = W_U.shape[-1]
     keep = _token_index(copyable, w.W_E.shape[0])
-    keep = torch.arange(d_vocab) if keep is None else keep
-    # Only S's columns are computed (r is 0 off S): where[v] is v's column in S, and a token
-    # outside S reads column 0 with weight in_set[v] = 0.
-    W_U = W_U[:, keep.to(device)]
-    where = torch.zeros(d_vocab, dtype=torch.long, device=device).index_copy_(
-        0, keep.to(device), torch.arange(keep.numel(), device=device))
-    in_set = torch.zeros(d_vocab, device=device).index_fill_(0, keep.to(device), 1.0)
-    names = {f"blocks.{layer}.attn.{hook}" for layer in range(n_layers) for hook in ("hook_z", "hook_pattern")}
+    keep = (torch.arange(w.W_U.shape[-1]) if keep is None else keep).to(device)
+    read = _copy_readout(model, w, keep)  # [layer, head, d_head, S]: z -> u on S
+    # A token outside S reads column 0 with weight in_set[v] = 0: where[v] is v's column in S.
+    where = torch.zeros(w.W_U.shape[-1], dtype=torch.long, device=device).index_copy_(
+        0, keep, torch.arange(keep.numel(), device=device))
+    in_set = torch.zeros(w.W_U.shape[-1], device=device).index_fill_(0, keep, 1.0)
+    names = [f"blocks.{layer}.attn.{hook}" for layer in range(n_layers) for hook in ("hook_z", "hook_pattern")]
     total = torch.zeros(n_layers, model.cfg.n_heads, dtype=torch.float64)
     n_queries = 0
     for start in range(0, tokens.shape[0], batch_size):
         chunk = tokens[start:start + batch_size].to(device)
-        _, cache = model.run_with_cache(chunk, names_filter=lambda name: name in names)
+        cache = activations(model, chunk, names)
         n_batch, n_pos = chunk.shape
         n_queries += n_batch * (n_pos - 1)
         for layer in range(n_layers):
             z = cache[f"blocks.{layer}.attn.hook_z"].float()[:, 1:]  # [batch, query, head, d_head]
             pattern = cache[f"blocks.{layer}.attn.hook_pattern"].float()[:, :, 1:]  # [b, h, q, k]
-            out = torch.einsum("bqhk,hkd->bqhd", z, W_O[layer])
-            if center:
-                out = out - out.mean(-1, keepdim=True)
-            if ln_w is not None:
-                out = out * ln_w.to(device)
-            # One 2-D matmul: a broadcast [b, q, h, d] @ [d, S] runs as a slow batched one.
-            logits = (out.reshape(-1, out.shape[-1]) @ W_U).view(*out.shape[:-1], -1)  # [b, q, h, S]
-            pos_logits = (logits - logits.mean(-1, keepdim=True)).relu_().transpose(1, 2)  # [b, h, q, S]
-            index = where[chunk][:, None, None, :].expand(-1, pos_logits.shape[1], n_pos - 1, -1)
-            on_attended = pos_logits.gather(-1, index)  # r_i[tok_j]: [batch, head, query, key]
-            target = (pattern * in_set[chunk][:, None, None, :] * on_attended).sum(-1)
-            share = _safe_ratio(target, pos_logits.sum(-1))  # [batch, head, query]
-            total[layer] += share.double().sum(dim=(0, 2)).cpu()
+            # u_i on S for every head at once: [head, b*q, d_head] @ [head, d_head, S].
+            u = torch.bmm(z.permute(2, 0, 1, 3).reshape(z.shape[2], -1, z.shape[3]), read[layer])
+            r = (u - u.mean(-1, keepdim=True)).relu_().view(z.shape[2], n_batch, n_pos - 1, -1)  # [h, b, q, S]
+            index = where[chunk][None, :, None, :].expand(r.shape[0], -1, n_pos - 1, -1)
+            on_attended = r.gather(-1, index)  # r_i[tok_j]: [head, batch, query, key]
+            weight = pattern.transpose(0, 1) * in_set[chunk][None, :, None, :]  # [h, b, q, k]
+            share = _safe_ratio((weight * on_attended).sum(-1), r.sum(-1))  # [head, batch, query]
+            total[layer] += share.double().sum(dim=(1, 2)).cpu()
     return (total / max(n_queries, 1)).float()
 
 

@@ -13,6 +13,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from interp.measures.activations import activations
 from interp.measures.icl import _device
 
 POOL_QUANTILES = (0.25, 0.95)
@@ -72,9 +73,10 @@ def induction_targets(seq_len: int, repeats: int, offset: int) -> Bool[Tensor, "
 @torch.no_grad()
 def attention_patterns(model, tokens: Int[Tensor, "batch pos"]
                        ) -> Float[Tensor, "layer batch head query key"]:
-    """Attention patterns of every layer, computed in float32."""
+    """Attention patterns of every layer, returned in float32 (the forward pass stops after the
+    last layer's pattern: :func:`interp.measures.activations.activations`)."""
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
-    _, cache = model.run_with_cache(tokens.to(_device(model)), names_filter=lambda n: n in names)
+    cache = activations(model, tokens.to(_device(model)), names)
     return torch.stack([cache[name].float().cpu() for name in names])
 
 
