@@ -67,7 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Source folder -> the fast test files that exercise it. One line per folder.
 TESTS = {
     "interp/measures": ["tests/test_measures.py", "tests/test_circuits.py", "tests/test_analysis.py",
-                        "tests/test_composition_trend.py", "tests/test_icl_context.py"],
+                        "tests/test_composition_trend.py", "tests/test_icl_context.py", "tests/test_activations.py"],
     "interp/phase": ["tests/test_phase.py", "tests/test_phase_window.py", "tests/test_phase_lag.py",
                      "tests/test_phase_parts.py", "tests/test_phase_edges.py", "tests/test_phase_heads.py",
                      "tests/test_until.py"],
