@@ -38,7 +38,7 @@ from interp import checkpoints, runlock, rundata, store
 from interp.errors import CheckpointError, InterpError, LinkOutside
 from interp.fileio import refuse_links_out
 from interp.measures import ablation, circuits, heads, vocab
-from interp.measures.icl import (band_half_width, context_cut, context_icl_score, foreign_context,
+from interp.measures.icl import (band_half_width, band_slices, context_cut, context_icl_score, foreign_context,
                                  icl_band_score, icl_indices, icl_score,
                                  per_token_losses)
 from interp.recovery import recover_metrics
@@ -161,7 +161,8 @@ def analyze_checkpoint(model, probes: Probes, config: AnalysisConfig,
         if losses is None:
             losses = per_token_losses(model, probes.heldout)  # [examples, n_ctx], column 0 NaN
         own = losses[:config.context_examples]
-        foreign = per_token_losses(model, foreign_context(probes.heldout[:own.shape[0]], probes.cut))
+        foreign = per_token_losses(model, foreign_context(probes.heldout[:own.shape[0]], probes.cut),
+                                   band=band_slices(probes.heldout.shape[1])[0])  # all the split reads
     icl = icl_score(losses, probes.late, probes.early)
     context = context_icl_score(own, foreign)
     repeated = probes.repeated

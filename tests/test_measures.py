@@ -444,3 +444,21 @@ def test_induction_targets__a_boolean_mask_of_the_tokens_after_earlier_copies():
     assert mask.dtype == torch.bool
     expected = {(3, 2), (4, 3), (5, 2), (5, 4), (6, 3), (6, 5)}
     assert {tuple(ij) for ij in mask.nonzero().tolist()} == expected
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(attn_only=False),
+                                       dict(normalization="none")])
+def test_band_losses__equal_the_full_pass_on_the_band_and_nan_elsewhere(overrides):
+    """The band pass (the blocks, then the final norm and unembedding on the band's predicting
+    positions only) against the full pass. Catches a slice off by one (the positions that
+    predict index t are t-1) and a norm left out or applied twice."""
+    model = small_model(**overrides)
+    tokens = torch.randint(0, 50, (5, 60), generator=torch.Generator().manual_seed(3))
+    full = per_token_losses(model, tokens)
+    band = per_token_losses(model, tokens, batch_size=2, band=slice(40, 52))
+    torch.testing.assert_close(band[:, 40:52], full[:, 40:52], rtol=1e-5, atol=1e-5)
+    assert torch.isnan(band[:, :40]).all() and torch.isnan(band[:, 52:]).all()
+    tail = per_token_losses(model, tokens, band=slice(59, None))  # up to the last index
+    torch.testing.assert_close(tail[:, 59], full[:, 59], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="indices >= 1"):
+        per_token_losses(model, tokens, band=slice(0, 5))

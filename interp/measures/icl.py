@@ -44,17 +44,21 @@ def icl_indices(n_ctx: int) -> tuple[int, int]:
     return late, early
 
 
-def per_token_losses(model, tokens: Int[Tensor, "batch pos"], batch_size: int | None = None
-                     ) -> Float[Tensor, "batch pos"]:
+def per_token_losses(model, tokens: Int[Tensor, "batch pos"], batch_size: int | None = None,
+                     band: slice | None = None) -> Float[Tensor, "batch pos"]:
     """Loss at every token index [batch, pos]; column 0 is NaN (nothing predicts the first token).
 
     ``batch_size`` rows per forward pass; None: :func:`rows_per_batch` (each row is
-    independent, so this changes only the speed).
+    independent, so this changes only the speed). ``band``: only the token indices in it
+    (a slice of indices >= 1), NaN elsewhere; see :func:`_band_losses` for what that saves.
     """
     import torch
 
+    batch_size = batch_size or rows_per_batch(tokens.shape[-1])
     with torch.no_grad():
-        return _per_token_losses(model, tokens, batch_size or rows_per_batch(tokens.shape[-1]))
+        if band is None:
+            return _per_token_losses(model, tokens, batch_size)
+        return _band_losses(model, tokens, batch_size, band)
 
 
 def _per_token_losses(model, tokens, batch_size: int):
@@ -68,6 +72,31 @@ def _per_token_losses(model, tokens, batch_size: int):
         nan = torch.full((chunk.shape[0], 1), float("nan"), device=logits.device)
         chunks.append(torch.cat([nan, -log_probs], dim=1).cpu())
     return torch.cat(chunks)
+
+
+def _band_losses(model, tokens, batch_size: int, band: slice):
+    """Losses at the indices of ``band`` only. The blocks run on every position (attention
+    needs them all), but the final norm, the unembedding and the log-softmax, about a third of
+    the default model's pass, only on the positions that predict the band: the pass stops at
+    the last block's output (:func:`interp.measures.activations.activations`) and
+    ``model.unembed(model.ln_final(.))`` is applied to that slice. Models whose logits are
+    anything else than those two position-wise modules on the last block's output are not
+    for this function."""
+    import torch
+
+    from interp.measures.activations import activations
+
+    start, stop, step = band.indices(tokens.shape[-1])
+    if start < 1 or step != 1 or stop <= start:
+        raise ValueError(f"a loss band needs consecutive token indices >= 1, not {band}")
+    last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+    out = torch.full(tokens.shape, float("nan"))
+    for first in range(0, tokens.shape[0], batch_size):
+        chunk = tokens[first:first + batch_size].to(_device(model))
+        resid = activations(model, chunk, [last])[last][:, start - 1:stop - 1]  # predicts start..stop-1
+        log_probs = model.unembed(model.ln_final(resid)).float().log_softmax(-1)
+        out[first:first + chunk.shape[0], start:stop] = -log_probs.gather(-1, chunk[:, start:stop, None]).squeeze(-1).cpu()
+    return out
 
 
 @dataclass(frozen=True)
