@@ -295,22 +295,35 @@ class Transformer(HookedRootModule):
         self,
         tokens: Int[Tensor, "batch pos"],
         return_type: ReturnType | None = "logits",
+        *,
+        start_at_layer: int | None = None,
+        residual: Float[Tensor, "batch pos d_model"] | None = None,
     ) -> Tensor | tuple[Tensor, Tensor] | None:
         """Run the model.
 
         Returns, by ``return_type``: ``logits`` [batch, pos, d_vocab]; ``loss`` (scalar mean
         next-token cross-entropy); ``per_token_loss`` [batch, pos-1] where column i is the loss
         of predicting token i+1; ``both`` (logits, loss); ``None``.
+
+        ``start_at_layer`` (0..n_layers) with ``residual``: the residual stream entering that
+        block replaces everything before it (as TransformerLens's ``start_at_layer``; n_layers
+        runs only the final norm and unembedding). ``tokens`` still give the positions and the
+        loss's targets. What an ablation of a late head needs: the blocks before it are not run.
         """
         if tokens.shape[1] > self.cfg.n_ctx:
             raise ValueError(f"sequence of {tokens.shape[1]} tokens is longer than n_ctx={self.cfg.n_ctx}")
-        resid = self.hook_embed(self.embed(tokens))
+        if (start_at_layer is None) != (residual is None):
+            raise ValueError("start_at_layer and residual go together")
         shortformer_pos = None
-        if self.cfg.positional == "learned":
-            resid = resid + self.hook_pos_embed(self.pos_embed(tokens))
-        elif self.cfg.positional == "shortformer":
+        if start_at_layer is None:
+            resid = self.hook_embed(self.embed(tokens))
+            if self.cfg.positional == "learned":
+                resid = resid + self.hook_pos_embed(self.pos_embed(tokens))
+        else:
+            resid = residual
+        if self.cfg.positional == "shortformer":  # every block's queries and keys need it
             shortformer_pos = self.hook_pos_embed(self.pos_embed(tokens))
-        for block in self.blocks:
+        for block in self.blocks[start_at_layer or 0:]:
             resid = block(resid, shortformer_pos)
         logits = self.unembed(self.ln_final(resid))
         if return_type == "logits":

@@ -462,3 +462,36 @@ def test_band_losses__equal_the_full_pass_on_the_band_and_nan_elsewhere(override
     torch.testing.assert_close(tail[:, 59], full[:, 59], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="indices >= 1"):
         per_token_losses(model, tokens, band=slice(0, 5))
+
+
+@pytest.mark.parametrize("positional", ["shortformer", "learned", "rotary"])
+def test_model_start_at_layer__the_rest_of_the_pass_from_a_given_stream(positional):
+    """Started at block k from the stream that entered block k, the model gives the full pass's
+    logits; started from the stream after the last block, only the final norm and unembedding
+    run. Catches a start that runs every block anyway, or that drops the positions."""
+    model = small_model(n_layers=3, positional=positional)
+    tokens = torch.randint(0, 50, (2, 30), generator=torch.Generator().manual_seed(1))
+    full, cache = model.run_with_cache(tokens)
+    for layer in range(4):
+        name = f"blocks.{layer}.hook_resid_pre" if layer < 3 else "blocks.2.hook_resid_post"
+        logits = model(tokens, start_at_layer=layer, residual=cache[name])
+        torch.testing.assert_close(logits, full, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="go together"):
+        model(tokens, start_at_layer=1)
+
+
+@pytest.mark.parametrize("n_layers", [1, 3])
+def test_ablation_from_the_residual__equals_the_hooked_pass(monkeypatch, n_layers):
+    """The attention-only shortcut (the clean stream after block l minus z_h W_O[h], then the
+    model from block l+1) against zeroing hook_z in a full pass with frozen patterns. Trained-like
+    weights (not the tiny init) so every head matters; catches a wrong head's W_O, a subtraction
+    at the wrong layer, or patterns left unfrozen after the start."""
+    model = small_model(n_layers=n_layers, init_std=0.3)
+    model.init_weights()
+    tokens = torch.randint(0, 50, (5, 40), generator=torch.Generator().manual_seed(2))
+    fast = ablation.ablated_losses(model, tokens, batch_size=2)
+    monkeypatch.setattr(ablation, "_resumable", lambda model: False)
+    slow = ablation.ablated_losses(model, tokens, batch_size=2)
+    torch.testing.assert_close(fast, slow, atol=1e-4, rtol=1e-5, equal_nan=True)
+    clean = per_token_losses(model, tokens)
+    assert (fast[:, :, :, 1:] - clean[:, 1:]).abs().amax(dim=(2, 3)).min() > 1e-3  # every head counts

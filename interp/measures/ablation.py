@@ -13,8 +13,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.measures.activations import activations
 from interp.measures.heads import attention_patterns
-from interp.measures.icl import _device, per_token_losses, rows_per_batch
+from interp.measures.icl import _device, losses_from_logits, per_token_losses, rows_per_batch
 
 
 def _freeze_hooks(patterns: Float[Tensor, "layer batch head query key"]) -> list:
@@ -46,6 +47,8 @@ def ablated_losses(model, tokens: Int[Tensor, "batch pos"], batch_size: int | No
     batch_size = batch_size or rows_per_batch(tokens.shape[-1])
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     out = torch.empty(n_layers, n_heads, *tokens.shape)
+    if _resumable(model):
+        return _ablated_losses_from_residual(model, tokens, batch_size, out)
     for start in range(0, tokens.shape[0], batch_size):
         chunk = tokens[start:start + batch_size].to(_device(model))
         frozen = _freeze_hooks(attention_patterns(model, chunk))
@@ -55,6 +58,48 @@ def ablated_losses(model, tokens: Int[Tensor, "batch pos"], batch_size: int | No
                 with model.hooks(fwd_hooks=hooks):
                     losses = per_token_losses(model, chunk, batch_size=chunk.shape[0])
                 out[layer, head, start:start + chunk.shape[0]] = losses
+    return out
+
+
+def _resumable(model) -> bool:
+    """Whether :func:`_ablated_losses_from_residual` applies: this project's model (it can
+    start at a layer from a given residual stream) without MLPs (an MLP reads the residual
+    between a head's output and the next block, so the head's change does not stay additive)."""
+    from interp.model import Transformer
+
+    return isinstance(model, Transformer) and model.cfg.attn_only
+
+
+def _ablated_losses_from_residual(model, tokens: Int[Tensor, "batch pos"], batch_size: int,
+                                  out: Float[Tensor, "layer head batch pos"]) -> Float[Tensor, "layer head batch pos"]:
+    """:func:`ablated_losses` without running the blocks a head's ablation does not change.
+
+    With every pattern frozen, zeroing head h of layer l (attention only) changes layer l's
+    output by exactly ``-z_h W_O[h]`` (``b_O`` stays: it belongs to the layer) and nothing
+    before it. So the stream after block l is the clean one minus that, and the model runs from
+    block l+1 on (for the last layer: only the final norm and unembedding). On the default
+    2-layer model that is about half the work of a full pass per head. The result is the same
+    function as the hooked pass; under bf16 autocast the rounding differs (the clean stream
+    holds the layer's rounded output; the subtraction is in the stream's dtype).
+    """
+    n_layers = model.cfg.n_layers
+    names = [f"blocks.{layer}.{hook}" for layer in range(n_layers)
+             for hook in ("attn.hook_pattern", "attn.hook_z", "hook_resid_post")]
+    for start in range(0, tokens.shape[0], batch_size):
+        chunk = tokens[start:start + batch_size].to(_device(model))
+        clean = activations(model, chunk, names)
+        frozen = _freeze_hooks(torch.stack([clean[f"blocks.{layer}.attn.hook_pattern"].float()
+                                            for layer in range(n_layers)]))
+        for layer in range(n_layers):
+            after = clean[f"blocks.{layer}.hook_resid_post"]  # the stream's dtype (float32 under autocast)
+            z = clean[f"blocks.{layer}.attn.hook_z"].to(after.dtype)  # [batch, pos, head, d_head]
+            W_O = model.blocks[layer].attn.W_O.to(after.dtype)  # [head, d_head, d_model]
+            for head in range(model.cfg.n_heads):
+                with torch.autocast(after.device.type, enabled=False):  # the head's output, unrounded
+                    resid = after - z[:, :, head] @ W_O[head]
+                with model.hooks(fwd_hooks=frozen):
+                    logits = model(chunk, start_at_layer=layer + 1, residual=resid)
+                out[layer, head, start:start + chunk.shape[0]] = losses_from_logits(logits, chunk)
     return out
 
 

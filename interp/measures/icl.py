@@ -67,11 +67,19 @@ def _per_token_losses(model, tokens, batch_size: int):
     chunks = []
     for start in range(0, tokens.shape[0], batch_size):
         chunk = tokens[start:start + batch_size].to(_device(model))
-        logits = model(chunk).float()
-        log_probs = logits[:, :-1].log_softmax(-1).gather(-1, chunk[:, 1:, None]).squeeze(-1)
-        nan = torch.full((chunk.shape[0], 1), float("nan"), device=logits.device)
-        chunks.append(torch.cat([nan, -log_probs], dim=1).cpu())
+        chunks.append(losses_from_logits(model(chunk), chunk))
     return torch.cat(chunks)
+
+
+def losses_from_logits(logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"]
+                       ) -> Float[Tensor, "batch pos"]:
+    """Per-token losses (on the CPU, float32) of ``logits`` on ``tokens``: column t is the loss
+    of token t given the logits at t-1; column 0 is NaN."""
+    import torch
+
+    log_probs = logits[:, :-1].float().log_softmax(-1).gather(-1, tokens[:, 1:, None]).squeeze(-1)
+    nan = torch.full((tokens.shape[0], 1), float("nan"), device=logits.device)
+    return torch.cat([nan, -log_probs], dim=1).cpu()
 
 
 def _band_losses(model, tokens, batch_size: int, band: slice):
