@@ -22,6 +22,8 @@ complete; ``manifest.json`` lets a reader detect later corruption.
 
 from __future__ import annotations
 
+import functools
+
 import json
 import math
 import os
@@ -303,6 +305,14 @@ def _check_shapes(expected: dict[str, tuple], found: dict[str, tuple], path: Pat
                               f"in the model)")
 
 
+@functools.lru_cache(maxsize=8)
+def _expected_shapes(model_config) -> dict[str, tuple]:
+    """The weight shapes a model config implies (built on the meta device: no memory). Cached:
+    an analysis loads every checkpoint of a run, all with the same config."""
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in Transformer(model_config, init=False).state_dict().items()}
+
+
 def _check_before_allocating(config: RunConfig, path: Path) -> None:
     """Compare the shapes config.json implies (a model built on the meta device, which holds no
     memory) with the tensor shapes in the safetensors header, before the model is allocated.
@@ -312,8 +322,7 @@ def _check_before_allocating(config: RunConfig, path: Path) -> None:
     this process allocate them."""
     from safetensors import safe_open
 
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in Transformer(config.model).state_dict().items()}
+    expected = _expected_shapes(config.model)
     try:
         with safe_open(str(checkpoint_file(path, "model.safetensors")), framework="pt") as handle:
             found = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
@@ -355,7 +364,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", verify: boo
         verify_checkpoint(path)
     config = read_config(path.parent)  # sizes within interp.config's limits
     _check_before_allocating(config, path)
-    model = Transformer(config.model)
+    model = Transformer(config.model, init=False)  # every weight is loaded next, or the model refused
     _load_weights(model, _load_tensors(checkpoint_file(path, "model.safetensors")), path)
     return model.to(device).eval()
 

@@ -13,6 +13,7 @@ raise :class:`~interp.errors.ConfigError` with the list of what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import tomllib
@@ -518,8 +519,16 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _type_hints(klass: type) -> dict[str, Any]:
+    """typing.get_type_hints of a config class, once per class (it re-evaluates every
+    annotation string on each call: reading a run's config.json for each of its checkpoints
+    spent 20 ms per read there). Read-only: callers never change the dict."""
+    return typing.get_type_hints(klass)
+
+
 def _parse_value(klass: type, name: str, text: str) -> Any:
-    hints = typing.get_type_hints(klass)
+    hints = _type_hints(klass)
     if name not in hints:
         allowed = ", ".join(sorted(f.name for f in fields(klass)))
         raise ConfigError(f"unknown key '{name}' for {klass.__name__}; allowed: {allowed}")
@@ -543,7 +552,7 @@ def _coerce(klass: type, name: str, value: Any) -> Any:
     """Accept 3.0 for an int field, 3 for a float field, and a number written as a string for
     either: YAML 1.1 (PyYAML) reads ``lr: 1e-3`` as the string "1e-3", since its floats need a
     dot. Other checks are left to the class."""
-    kind = typing.get_type_hints(klass).get(name)
+    kind = _type_hints(klass).get(name)
     if kind in (int, float) and isinstance(value, str):
         try:
             value = float(value.strip())
@@ -558,7 +567,7 @@ def _coerce(klass: type, name: str, value: Any) -> Any:
 
 def _check_types(obj: Any) -> None:
     """Refuse values of the wrong type and Literal values outside their choices."""
-    hints = typing.get_type_hints(type(obj))
+    hints = _type_hints(type(obj))
     section = {v: k for k, v in SECTIONS.items()}.get(type(obj), type(obj).__name__)
     for f in fields(obj):
         value, kind = getattr(obj, f.name), hints[f.name]

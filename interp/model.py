@@ -263,9 +263,11 @@ class Transformer(HookedRootModule):
 
     Args:
         cfg: the model config; ``cfg.d_vocab`` must be resolved (> 0).
+        init: draw the initial weights (:meth:`init_weights`); False leaves them uninitialised,
+            for a caller that loads every weight next (a checkpoint).
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, init: bool = True):
         super().__init__()
         if cfg.d_vocab <= 0:
             raise ValueError("ModelConfig.d_vocab must be set (> 0) before building a model")
@@ -278,7 +280,8 @@ class Transformer(HookedRootModule):
         self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
         self.ln_final = _norm(cfg)
         self.unembed = Unembed(cfg)
-        self.init_weights()
+        if init:
+            self.init_weights()
         self.setup()
 
     def init_weights(self) -> None:
