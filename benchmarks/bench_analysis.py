@@ -28,7 +28,7 @@ from interp import checkpoints, store  # noqa: E402
 from interp.analysis import AnalysisConfig, analyze_checkpoint, analyze_run, build_probes, drop_analysis  # noqa: E402
 from interp.rundata import analysis_data  # noqa: E402
 from interp.measures import ablation, circuits, heads  # noqa: E402
-from interp.measures.icl import per_token_losses  # noqa: E402
+from interp.measures.icl import band_slices, foreign_context, per_token_losses  # noqa: E402
 from interp.device import autocast, pick_precision  # noqa: E402
 
 
@@ -62,14 +62,22 @@ def main() -> None:
         with fast():
             per_token_losses(model, probes.heldout)
 
+    def context_pass():
+        rows = foreign_context(probes.heldout[: analysis.context_examples], probes.cut)
+        with fast():
+            per_token_losses(model, rows, band=band_slices(config.model.n_ctx)[0])
+
     def ablate():
         with fast():
             ablation.ablated_losses(model, probes.heldout[: analysis.ablation_examples])
 
     parts = {
         f"loss by token index + ICL ({analysis.icl_examples} sequences)": losses,
-        "attention patterns (prefix matching, duplicate, previous token)": lambda: (
+        f"context split: foreign far context, late band ({analysis.context_examples} sequences)": lambda: (
+            context_pass()),
+        "attention patterns (prefix matching and its null, duplicate, previous token)": lambda: (
             heads.attention_patterns(model, probes.repeated.tokens),
+            heads.attention_patterns(model, probes.null.tokens),
             heads.attention_patterns(model, probes.heldout[: analysis.pattern_examples])),
         "copying, OV eigenvalues": lambda: circuits.ov_copying_score(model),
         "copying, empirical": lambda: circuits.empirical_copying_score(model, probes.repeated.tokens),
