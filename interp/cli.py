@@ -235,6 +235,14 @@ def _quickstart(args: argparse.Namespace) -> Path:
     return run_dir
 
 
+def _time_line(clock: list[float]) -> str:
+    """Where the quickstart's time went: [start, trained, analysed, reported] (perf_counter)."""
+    start, trained, analysed, reported = clock
+    return (f"time       {(reported - start) / 60:.1f} min: training {(trained - start) / 60:.1f} (wall clock, "
+            f"with its checkpoints), analysis {(analysed - trained) / 60:.1f}, report and figures "
+            f"{(reported - analysed) / 60:.1f}")
+
+
 def _analyze(run_dir: Path, ablate: bool = True, icl_examples: int = 256, progress: bool = True,
              redo: bool = False) -> None:
     from interp import runlock
@@ -334,9 +342,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "app":
             return _app(args.root, args.port)
         elif args.command == "quickstart":
+            clock = [time.perf_counter()]
             run_dir = _quickstart(args)
+            clock.append(time.perf_counter())
             _analyze(run_dir)
+            clock.append(time.perf_counter())
             _report([run_dir], None)
+            print(_time_line(clock + [time.perf_counter()]))
     except InterpError as err:
         print(f"interp: error: {err}", file=sys.stderr)
         return 2

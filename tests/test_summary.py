@@ -152,3 +152,11 @@ def test_report_window_line__states_the_evidence_and_an_open_end():
     assert "jitter 0.011 + walk 0.015 nats per checkpoint" in line and "still falling" not in line
     assert "still falling at the end of the run" in window_line({**phase, "window_open_end": 1.0})
     assert window_line({}) == "phase      no phase change: the ICL score has no abrupt drop"
+
+
+def test_quickstart_time_line__each_part_from_its_own_two_clock_readings():
+    from interp.cli import _time_line
+
+    line = _time_line([100.0, 460.0, 568.0, 580.0])
+    assert line.startswith("time ") and "8.0 min:" in line
+    assert "training 6.0 " in line and "analysis 1.8," in line and "figures 0.2" in line
