@@ -4,6 +4,7 @@
     .venv/bin/python scripts/mutation.py interp/measures/pca.py   # one file
     .venv/bin/python scripts/mutation.py interp/measures --report out/mutation.md --keep
     .venv/bin/python scripts/mutation.py interp/phase/edges.py --work /tmp/mut-edges  # resumable
+    .venv/bin/python scripts/mutation.py interp/measures/icl.py --only "interp.measures.icl.x_per_token_losses__*"
 
 The tool is mutmut 3 (the ``dev`` extra). Nothing in the checkout is touched: the working tree
 (tracked files and untracked ones git does not ignore) is copied into a work folder outside the
@@ -51,6 +52,7 @@ after editing a mutated file).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 import re
 import shutil
@@ -274,6 +276,11 @@ def on_sigterm(signum, frame):
     raise KeyboardInterrupt  # run the clean-up path (and keep the work folder) when stopped with kill
 
 
+def selected(name: str, patterns: list[str]) -> bool:
+    """Whether ``--only`` keeps this mutant (no patterns: every mutant)."""
+    return not patterns or any(fnmatch.fnmatch(name, p) for p in patterns)
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -287,6 +294,9 @@ def main() -> None:
                         help="with --work: test the mutants not killed there again, against the current tests")
     parser.add_argument("--rerun", nargs="+", default=[], metavar="MUTANT",
                         help="with --work: test these mutants again (names as printed)")
+    parser.add_argument("--only", nargs="+", default=[], metavar="PATTERN",
+                        help="test and report only the mutants whose names match these fnmatch patterns, "
+                             "e.g. 'interp.measures.icl.x_per_token_losses__mutmut_*' (the functions an edit changed)")
     parser.add_argument("--timeout-multiplier", type=float, default=3.0,
                         help="stop a mutant after 2 x this x (t + 1) seconds of CPU time, t its tests' time on "
                              "the original code; counted as a timeout (default 3; mutmut's own is 15)")
@@ -326,11 +336,13 @@ def main() -> None:
             # A stop interrupts the mutants under test (pytest exits 2); mutmut keeps that as
             # their result, so they are named to be tested again.
             again += [n for n, s in earlier.items() if s == INTERRUPTED or (args.rerun_survivors and s not in DETECTED)]
-        # Without names mutmut tests the mutants that have no result yet; with names, only those.
-        returncode = run_mutmut(work, env, log, ["--max-children", str(args.jobs)], args.wall_factor)
+        # Without names mutmut tests the mutants that have no result yet; with names (or
+        # fnmatch patterns), only those.
+        returncode = run_mutmut(work, env, log, ["--max-children", str(args.jobs), *args.only], args.wall_factor)
+        again = [n for n in again if selected(n, args.only)]
         if returncode == 0 and again:
             returncode = run_mutmut(work, env, log, ["--max-children", str(args.jobs), *again], args.wall_factor)
-        status = results(work, mutmut)
+        status = {n: s for n, s in results(work, mutmut).items() if selected(n, args.only)}
         if returncode != 0 or not status:
             print(log.read_text(errors="replace")[-6000:])
             sys.exit(f"mutmut run failed (exit {returncode}); work folder kept: {work}")
