@@ -23,7 +23,6 @@ complete; ``manifest.json`` lets a reader detect later corruption.
 from __future__ import annotations
 
 import functools
-
 import json
 import math
 import os

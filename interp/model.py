@@ -317,6 +317,10 @@ class Transformer(HookedRootModule):
             raise ValueError(f"sequence of {tokens.shape[1]} tokens is longer than n_ctx={self.cfg.n_ctx}")
         if (start_at_layer is None) != (residual is None):
             raise ValueError("start_at_layer and residual go together")
+        if start_at_layer is not None and not (0 <= start_at_layer <= self.cfg.n_layers
+                                               and residual.shape[:2] == tokens.shape):
+            raise ValueError(f"start_at_layer {start_at_layer} must be in 0..{self.cfg.n_layers}, with a "
+                             f"residual [batch, pos, d_model] matching the tokens {tuple(tokens.shape)}")
         shortformer_pos = None
         if start_at_layer is None:
             resid = self.hook_embed(self.embed(tokens))

@@ -296,7 +296,8 @@ def main() -> None:
                         help="with --work: test these mutants again (names as printed)")
     parser.add_argument("--only", nargs="+", default=[], metavar="PATTERN",
                         help="test and report only the mutants whose names match these fnmatch patterns, "
-                             "e.g. 'interp.measures.icl.x_per_token_losses__mutmut_*' (the functions an edit changed)")
+                             "e.g. 'interp.measures.icl.x_per_token_losses__mutmut_*' (the functions an edit changed); "
+                             "with --work, matching mutants are tested again even where they have a result")
     parser.add_argument("--timeout-multiplier", type=float, default=3.0,
                         help="stop a mutant after 2 x this x (t + 1) seconds of CPU time, t its tests' time on "
                              "the original code; counted as a timeout (default 3; mutmut's own is 15)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -34,7 +36,8 @@ def test_activations__stop_the_pass_after_the_last_one(monkeypatch):
     calls = []
     for name in ("unembed", "ln_final"):
         module = getattr(model, name)
-        monkeypatch.setattr(module, "forward", lambda *a, _f=module.forward, _n=name, **k: calls.append(_n) or _f(*a, **k))
+        counted = lambda *a, _f=module.forward, _n=name, **k: calls.append(_n) or _f(*a, **k)  # noqa: E731
+        monkeypatch.setattr(module, "forward", counted)
     mlp = model.blocks[1].mlp
     monkeypatch.setattr(mlp, "forward", lambda *a, _f=mlp.forward, **k: calls.append("mlp 1") or _f(*a, **k))
     activations(model, tokens, NAMES)
@@ -48,10 +51,21 @@ def test_activations__leave_no_hook_behind():
     before = model(tokens)
     activations(model, tokens, NAMES)
     assert all(not point.fwd_hooks for point in model.hook_dict.values())
-    torch.testing.assert_close(model(tokens), before, rtol=0, atol=0)  # and the pattern kernel back to fused
+    torch.testing.assert_close(model(tokens), before, rtol=0, atol=0)
 
 
-def test_activations__refuse_a_name_the_model_lacks():
+def test_activations__refuse_a_name_the_model_lacks_and_one_that_never_fires():
     model, tokens = model_and_tokens(attn_only=True)
-    with pytest.raises(Exception):
+    with pytest.raises(KeyError):  # TransformerLens's own refusal of an unknown hook point
         activations(model, tokens, ["blocks.0.hook_mlp_out"])
+
+    class Silent:  # a hooked model whose pass fires none of its hooks
+        @contextlib.contextmanager
+        def hooks(self, fwd_hooks):
+            yield self
+
+        def __call__(self, tokens, return_type=None):
+            return None
+
+    with pytest.raises(ValueError, match="never reached"):
+        activations(Silent(), tokens, ["blocks.0.attn.hook_pattern"])

@@ -24,6 +24,17 @@ def small_model(**overrides) -> Transformer:
     return Transformer(ModelConfig(**{**values, **overrides}))
 
 
+def trained_like(model: Transformer, seed: int = 0) -> Transformer:
+    """Every parameter random, biases and norm weights included (the initialisation leaves
+    biases 0 and norm weights 1, under which a bias or a norm applied twice goes unseen)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn(param.shape, generator=generator)
+            param.copy_((1.0 if name.endswith(".w") else 0.0) + 0.3 * noise)
+    return model
+
+
 @pytest.mark.parametrize("n_ctx, expected", [(512, (500, 50)), (256, (250, 25)), (128, (125, 13)),
                                              (1024, (1000, 100))])
 def test_icl_indices__scale_the_papers_500_and_50(n_ctx, expected):
@@ -154,7 +165,10 @@ def test_pca__centres_on_the_common_mean_and_separates_two_groups_analytically()
     assert np.sign(uncentred_pc1).min() == np.sign(uncentred_pc1).max()  # all on one side
 
 
-def test_ablation__frozen_patterns_keep_a_k_composition_head_harmless_and_unfrozen_do_not():
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_ablation__frozen_patterns_keep_a_k_composition_head_harmless_and_unfrozen_do_not(monkeypatch, shortcut):
+    # Both ablation paths: from the residual stream (attention-only models) and the hooked pass
+    # (every other model).
     # Catches: ablated_losses or losses_without_heads zeroing the head without freezing the
     # patterns (or freezing them to the ablated run's patterns). On the hand-built circuit
     # (tests/handbuilt.py) head 0.0 writes only PREV, which nothing but the induction head's keys
@@ -165,6 +179,9 @@ def test_ablation__frozen_patterns_keep_a_k_composition_head_harmless_and_unfroz
 
     V, L = 12, 10
     model = build_induction_model(d_vocab=V, n_ctx=24)
+    assert ablation._resumable(model)
+    if not shortcut:
+        monkeypatch.setattr(ablation, "_resumable", lambda model: False)
     tokens = repeated_sequence(V, L, batch=4)  # BOS, r_1..r_L, r_1..r_L
     second = slice(L + 2, 2 * L + 1)  # tokens r_2..r_L of the repeat: predictable by induction
     clean = per_token_losses(model, tokens)
@@ -452,7 +469,7 @@ def test_band_losses__equal_the_full_pass_on_the_band_and_nan_elsewhere(override
     """The band pass (the blocks, then the final norm and unembedding on the band's predicting
     positions only) against the full pass. Catches a slice off by one (the positions that
     predict index t are t-1) and a norm left out or applied twice."""
-    model = small_model(**overrides)
+    model = trained_like(small_model(**overrides))
     tokens = torch.randint(0, 50, (5, 60), generator=torch.Generator().manual_seed(3))
     full = per_token_losses(model, tokens)
     band = per_token_losses(model, tokens, batch_size=2, band=slice(40, 52))
@@ -469,7 +486,7 @@ def test_model_start_at_layer__the_rest_of_the_pass_from_a_given_stream(position
     """Started at block k from the stream that entered block k, the model gives the full pass's
     logits; started from the stream after the last block, only the final norm and unembedding
     run. Catches a start that runs every block anyway, or that drops the positions."""
-    model = small_model(n_layers=3, positional=positional)
+    model = trained_like(small_model(n_layers=3, positional=positional))
     tokens = torch.randint(0, 50, (2, 30), generator=torch.Generator().manual_seed(1))
     full, cache = model.run_with_cache(tokens)
     for layer in range(4):
@@ -478,16 +495,19 @@ def test_model_start_at_layer__the_rest_of_the_pass_from_a_given_stream(position
         torch.testing.assert_close(logits, full, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="go together"):
         model(tokens, start_at_layer=1)
+    for bad in (-1, 4):
+        with pytest.raises(ValueError, match="must be in 0..3"):
+            model(tokens, start_at_layer=bad, residual=cache["blocks.0.hook_resid_pre"])
 
 
-@pytest.mark.parametrize("n_layers", [1, 3])
-def test_ablation_from_the_residual__equals_the_hooked_pass(monkeypatch, n_layers):
+@pytest.mark.parametrize("n_layers, attn_only", [(1, True), (3, True), (2, False)])
+def test_ablation_from_the_residual__equals_the_hooked_pass(monkeypatch, n_layers, attn_only):
     """The attention-only shortcut (the clean stream after block l minus z_h W_O[h], then the
-    model from block l+1) against zeroing hook_z in a full pass with frozen patterns. Trained-like
-    weights (not the tiny init) so every head matters; catches a wrong head's W_O, a subtraction
-    at the wrong layer, or patterns left unfrozen after the start."""
-    model = small_model(n_layers=n_layers, init_std=0.3)
-    model.init_weights()
+    model from block l+1) against zeroing hook_z in a full pass with frozen patterns. Every
+    weight and bias random, so every head matters; catches a wrong head's W_O, a subtraction at
+    the wrong layer, b_O subtracted with the head, patterns left unfrozen after the start, and
+    (the MLP model) the shortcut taken where an MLP reads the stream in between (3 nats off)."""
+    model = trained_like(small_model(n_layers=n_layers, attn_only=attn_only))
     tokens = torch.randint(0, 50, (5, 40), generator=torch.Generator().manual_seed(2))
     fast = ablation.ablated_losses(model, tokens, batch_size=2)
     monkeypatch.setattr(ablation, "_resumable", lambda model: False)

@@ -80,7 +80,9 @@ def _ablated_losses_from_residual(model, tokens: Int[Tensor, "batch pos"], batch
     block l+1 on (for the last layer: only the final norm and unembedding). On the default
     2-layer model that is about half the work of a full pass per head. The result is the same
     function as the hooked pass; under bf16 autocast the rounding differs (the clean stream
-    holds the layer's rounded output; the subtraction is in the stream's dtype).
+    holds the layer's rounded output; the subtraction is in the stream's dtype). Hooks a caller
+    attached to the ablated layer's ``hook_z``, ``hook_attn_out`` or ``hook_resid_post`` are
+    not re-run (the hooked pass would run them); nothing in interp attaches such hooks.
     """
     n_layers = model.cfg.n_layers
     names = [f"blocks.{layer}.{hook}" for layer in range(n_layers)

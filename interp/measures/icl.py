@@ -103,7 +103,8 @@ def _band_losses(model, tokens, batch_size: int, band: slice):
         chunk = tokens[first:first + batch_size].to(_device(model))
         resid = activations(model, chunk, [last])[last][:, start - 1:stop - 1]  # predicts start..stop-1
         log_probs = model.unembed(model.ln_final(resid)).float().log_softmax(-1)
-        out[first:first + chunk.shape[0], start:stop] = -log_probs.gather(-1, chunk[:, start:stop, None]).squeeze(-1).cpu()
+        picked = log_probs.gather(-1, chunk[:, start:stop, None]).squeeze(-1)
+        out[first:first + chunk.shape[0], start:stop] = -picked.cpu()
     return out
 
 
