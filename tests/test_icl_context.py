@@ -99,3 +99,49 @@ def test_band_is_context_plus_position_and_matches_the_band_score():
     assert result.band == pytest.approx(result.context + result.position)
     assert result.band == pytest.approx(float(icl_band_score(own.nanmean(0).numpy())), abs=1e-5)
     assert result.n_examples == x.shape[0]
+
+
+# Found by mutation testing (scripts/mutation.py, 2026-12-03): the edges of the split's inputs.
+
+def test_context_cut__follows_its_half_width_and_accepts_a_cut_of_two():
+    # Kills icl.x_context_cut__mutmut_3/_5 (half_width dropped), _10/_11 (the smallest valid cut
+    # refused), _12 (the message lost).
+    assert context_cut(256) == (250 - 5) - (25 + 5) == 215
+    assert context_cut(256, half_width=3) == (250 - 3) - (25 + 3) == 219
+    late, early = icl_indices(48)  # 47, 5: the cut (47 - w) - (5 + w) is 2 at w = 20
+    assert context_cut(48, half_width=20) == 2
+    with pytest.raises(ValueError, match="too short for a context ICL score"):
+        context_cut(48, half_width=21)
+
+
+def test_foreign_context__two_rows_swap_their_far_context_and_one_row_is_refused():
+    # Kills icl.x_foreign_context__mutmut_3/_4 (two rows refused) and _5/_6/_7 (the message).
+    x = torch.arange(20).reshape(2, 10)
+    out = foreign_context(x, cut=6)
+    assert out[0, 1:6].tolist() == x[1, 1:6].tolist() and out[1, 1:6].tolist() == x[0, 1:6].tolist()
+    assert torch.equal(out[:, 0], x[:, 0]) and torch.equal(out[:, 6:], x[:, 6:])
+    with pytest.raises(ValueError, match="a foreign context needs at least two rows"):
+        foreign_context(x[:1], cut=6)
+
+
+def test_context_icl_score__standard_error_of_the_paired_rows_and_its_band():
+    # Kills icl.x_context_icl_score__mutmut_10/_12 (a mean over everything in place of each
+    # row's), _17/_20/_21 (the standard error's formula), _22/_23 (its two-row edge), _24-_26
+    # (its NaN for one row) and _3/_5 (half_width dropped).
+    n = 32
+    assert icl_indices(n) == (31, 3) and band_half_width(n) == 1  # the late band: 30..31 by default
+    a = torch.tensor([1.0, 2.0, 4.0, 8.0])
+    own, foreign = torch.zeros(4, n), torch.zeros(4, n)
+    b = torch.tensor([0.5, 0.0, 1.0, 0.0])
+    own[:, 30:] = a[:, None]  # row i: a_i with its own far context at 30..31, b_i with another's
+    foreign[:, 30:] = b[:, None]
+    per_row = (a - b).double()
+    result = context_icl_score(own, foreign)
+    assert result.context == pytest.approx(float(per_row.mean()))
+    assert result.context_stderr == pytest.approx(float(per_row.std() / 2.0))
+    wide = context_icl_score(own, foreign, half_width=3)  # 28..31: half of each row's band is 0
+    assert wide.context == pytest.approx(float(per_row.mean()) / 2)
+    two = context_icl_score(own[:2], foreign[:2])
+    assert two.context_stderr == pytest.approx(float(per_row[:2].std() / 2 ** 0.5))
+    one = context_icl_score(own[:1], foreign[:1])
+    assert one.context == pytest.approx(0.5) and one.context_stderr != one.context_stderr  # NaN

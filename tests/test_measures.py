@@ -477,8 +477,14 @@ def test_band_losses__equal_the_full_pass_on_the_band_and_nan_elsewhere(override
     assert torch.isnan(band[:, :40]).all() and torch.isnan(band[:, 52:]).all()
     tail = per_token_losses(model, tokens, band=slice(59, None))  # up to the last index
     torch.testing.assert_close(tail[:, 59], full[:, 59], rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="indices >= 1"):
-        per_token_losses(model, tokens, band=slice(0, 5))
+    head = per_token_losses(model, tokens, band=slice(1, 4))  # from the first predicted index
+    torch.testing.assert_close(head[:, 1:4], full[:, 1:4], rtol=1e-5, atol=1e-5)
+    short = tokens[:, :6].repeat(2, 1)  # more rows (10) than positions (6), 3 rows per pass
+    torch.testing.assert_close(per_token_losses(model, short, batch_size=3, band=slice(2, 6))[:, 2:],
+                               per_token_losses(model, short)[:, 2:], rtol=1e-5, atol=1e-5)
+    for bad in (slice(0, 5), slice(5, 5), slice(5, 3), slice(2, 8, 2)):  # index 0, empty, strided
+        with pytest.raises(ValueError, match="indices >= 1"):
+            per_token_losses(model, tokens, band=bad)
 
 
 @pytest.mark.parametrize("positional", ["shortformer", "learned", "rotary"])
