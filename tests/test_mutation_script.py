@@ -59,3 +59,11 @@ def test_write_config__sets_the_timeout_and_never_copies_its_own_output(tmp_path
     also = config.split("also_copy =")[1].split("\npytest_add_cli_args_test_selection")[0].split()
     assert sorted(also) == ["docs", "pyproject.toml", "tests"]
     assert "timeout_multiplier = 3.0" in config and "only_mutate =\n    interp/phase/edges.py" in config
+
+
+def test_selected__only_patterns_keep_their_mutants_and_no_pattern_keeps_all():
+    name = "interp.measures.icl.x__band_losses__mutmut_7"
+    assert mutation.selected(name, [])
+    assert mutation.selected(name, ["interp.measures.icl.x__band_losses__*"])
+    assert not mutation.selected(name, ["interp.measures.icl.x_per_token_losses__*"])
+    assert mutation.selected(name, ["nothing", "interp.measures.*"])
