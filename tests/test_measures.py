@@ -521,3 +521,19 @@ def test_ablation_from_the_residual__equals_the_hooked_pass(monkeypatch, n_layer
     torch.testing.assert_close(fast, slow, atol=1e-4, rtol=1e-5, equal_nan=True)
     clean = per_token_losses(model, tokens)
     assert (fast[:, :, :, 1:] - clean[:, 1:]).abs().amax(dim=(2, 3)).min() > 1e-3  # every head counts
+
+
+def test_ablation_from_the_residual__taken_for_attention_only_models_and_right_under_bf16(monkeypatch):
+    # Kills ablation.x_ablated_losses__mutmut_13 (the shortcut never taken: the same numbers,
+    # three times the time) and x__ablated_losses_from_residual__mutmut_36 (z left in bf16 under
+    # autocast: the unrounded subtraction then mixes dtypes).
+    model = trained_like(small_model())
+    tokens = torch.randint(0, 50, (3, 40), generator=torch.Generator().manual_seed(4))
+    exact = ablation.ablated_losses(model, tokens)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rounded = ablation.ablated_losses(model, tokens)
+    assert (rounded - exact).abs().nanmean() < 0.05  # bf16 rounding, not another quantity
+    taken = []
+    monkeypatch.setattr(ablation, "_ablated_losses_from_residual", lambda *a: taken.append(1) or a[-1])
+    ablation.ablated_losses(model, tokens)
+    assert taken == [1]
