@@ -120,8 +120,9 @@ def test_foreign_context__two_rows_swap_their_far_context_and_one_row_is_refused
     out = foreign_context(x, cut=6)
     assert out[0, 1:6].tolist() == x[1, 1:6].tolist() and out[1, 1:6].tolist() == x[0, 1:6].tolist()
     assert torch.equal(out[:, 0], x[:, 0]) and torch.equal(out[:, 6:], x[:, 6:])
-    with pytest.raises(ValueError, match="a foreign context needs at least two rows"):
+    with pytest.raises(ValueError) as refused:
         foreign_context(x[:1], cut=6)
+    assert str(refused.value) == "a foreign context needs at least two rows"
 
 
 def test_context_icl_score__standard_error_of_the_paired_rows_and_its_band():
