@@ -227,9 +227,9 @@ def test_a_config_claiming_a_huge_model__is_refused_before_it_is_allocated(made,
     (run / "config.json").write_text(json.dumps(config))
     real = checkpoints.Transformer
 
-    def guarded(cfg):
+    def guarded(cfg, **kwargs):
         assert torch.empty(0).device.type == "meta", "a model of the run's config.json was allocated"
-        return real(cfg)
+        return real(cfg, **kwargs)
     monkeypatch.setattr(checkpoints, "Transformer", guarded)
     with pytest.raises(CheckpointError, match="does not fit its run's config.json"):
         checkpoints.load_model(checkpoints.list_checkpoints(run)[-1].path)
