@@ -73,8 +73,7 @@ def main() -> None:
 
     parts = {
         f"loss by token index + ICL ({analysis.icl_examples} sequences)": losses,
-        f"context split: foreign far context, late band ({analysis.context_examples} sequences)": lambda: (
-            context_pass()),
+        f"context split: foreign far context, late band ({analysis.context_examples} sequences)": context_pass,
         "attention patterns (prefix matching and its null, duplicate, previous token)": lambda: (
             heads.attention_patterns(model, probes.repeated.tokens),
             heads.attention_patterns(model, probes.null.tokens),

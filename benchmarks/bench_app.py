@@ -100,10 +100,10 @@ def scale_root(root: Path, runs: int, checkpoints: int) -> Path:
     first = root / "run-01"
     if not (first / "metrics.h5").exists():
         config = preset("markov")
-        linear = config.train.linear_checkpoints
-        while len(checkpoint_schedule(replace(config.train, log_checkpoints=60, linear_checkpoints=linear))) < checkpoints:
-            linear += 1
-        config = replace(config, train=replace(config.train, log_checkpoints=60, linear_checkpoints=linear))
+        schedule = replace(config.train, log_checkpoints=60)
+        while len(checkpoint_schedule(schedule)) < checkpoints:
+            schedule = replace(schedule, linear_checkpoints=schedule.linear_checkpoints + 1)
+        config = replace(config, train=schedule)
         shutil.rmtree(first, ignore_errors=True)
         print(f"building {first} ({len(checkpoint_schedule(config.train))} checkpoints) ...", flush=True)
         train(config, first, progress=False)

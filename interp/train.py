@@ -343,7 +343,7 @@ def _checkpoint(run: Run) -> None:
     eval row (``records``), so the metrics file can be rebuilt from the checkpoints alone
     (:mod:`interp.recovery`), and the partial loss window, so a resume averages it whole.
     """
-    evaluation, losses = _evaluate(run)
+    evaluation, losses = quick_eval(run)
     if not math.isfinite(evaluation["val_loss"]):
         raise TrainingDiverged(f"training diverged before step {run.step}: the held-out loss is "
                                f"{evaluation['val_loss']}; lower train.lr or raise train.warmup_steps "
@@ -381,14 +381,10 @@ def _records(group: str, columns: dict[str, list]) -> dict[str, Any]:
             f"{group}_dtypes": {k: str(a.dtype) for k, a in arrays.items()}}
 
 
-def quick_eval(run: Run) -> dict[str, Any]:
-    """Held-out loss by token index, ICL score and prefix matching, stored at every checkpoint."""
-    return _evaluate(run)[0]
-
-
 @torch.no_grad()
-def _evaluate(run: Run) -> tuple[dict[str, Any], torch.Tensor]:
-    """:func:`quick_eval`'s row and the per-token losses [eval_examples, n_ctx] it came from."""
+def quick_eval(run: Run) -> tuple[dict[str, Any], torch.Tensor]:
+    """Held-out loss by token index, ICL score and prefix matching, stored at every checkpoint
+    (the row), and the per-token losses [eval_examples, n_ctx] it came from."""
     run.model.eval()
     with autocast(run.device, run.dtype):
         losses = per_token_losses(run.model, run.eval_tokens)

@@ -101,10 +101,11 @@ def _band_losses(model, tokens, batch_size: int, band: slice):
     out = torch.full(tokens.shape, float("nan"))
     for first in range(0, tokens.shape[0], batch_size):
         chunk = tokens[first:first + batch_size].to(_device(model))
-        resid = activations(model, chunk, [last])[last][:, start - 1:stop - 1]  # predicts start..stop-1
-        log_probs = model.unembed(model.ln_final(resid)).float().log_softmax(-1)
-        picked = log_probs.gather(-1, chunk[:, start:stop, None]).squeeze(-1)
-        out[first:first + chunk.shape[0], start:stop] = -picked.cpu()
+        # Positions start-1 .. stop-1: the first predicts `start`, the last one's logits go unused
+        # (losses_from_logits drops them, as it does for a whole row).
+        resid = activations(model, chunk, [last])[last][:, start - 1:stop]
+        losses = losses_from_logits(model.unembed(model.ln_final(resid)), chunk[:, start - 1:stop])
+        out[first:first + chunk.shape[0], start:stop] = losses[:, 1:]
     return out
 
 
