@@ -362,9 +362,9 @@ def test_analyze_run__reuses_trainings_held_out_losses_and_gets_the_same_rows(an
 
 
 def test_shared_losses__only_for_the_same_rows_at_the_same_precision(analysed_run):
-    # Catches a reuse keyed on the shape alone (other rows of the same size), on the rows but
-    # not the precision (bf16 losses where the analysis measures fp32), and a file whose
-    # bytes differ from the manifest (it makes the checkpoint fail its integrity check).
+    # Catches a reuse keyed on the shape alone (other rows of the same size) and one keyed on
+    # the rows but not the precision (bf16 losses where the analysis measures fp32). A file
+    # whose bytes differ from the manifest: the next test.
     from dataclasses import replace as dc_replace
 
     from interp import rundata
