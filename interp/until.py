@@ -46,13 +46,15 @@ def analysis_completion(run_dir: str | Path) -> Completion | None:
         return None
     prefix = np.asarray(rows["prefix_matching"], np.float64)
     null = np.asarray(rows.get("prefix_matching_null", np.full(prefix.shape, np.nan)), np.float64)
-    return _assess_rows(rows, prefix - null if np.isfinite(null).all() else prefix)
+    return _assess_rows(run_dir, rows, prefix - null if np.isfinite(null).all() else prefix)
 
 
-def _assess_rows(rows: dict[str, np.ndarray], prefix: np.ndarray) -> Completion:
+def _assess_rows(run_dir: Path, rows: dict[str, np.ndarray], prefix: np.ndarray) -> Completion:
     """:func:`~interp.phase.complete.assess` of stored rows: the band score of their loss by
-    token index, and ``prefix`` [C, L, H] as the heads' series."""
-    return assess(rows["tokens"], icl_band_score(rows["loss_by_position"]), prefix)
+    token index, and ``prefix`` [C, L, H] as the heads' series (layer 0's too where the run's
+    model smears its keys)."""
+    smeared = runs.read_config(run_dir).model.smeared_key
+    return assess(rows["tokens"], icl_band_score(rows["loss_by_position"]), prefix, smeared_key=smeared)
 
 
 def run_completion(run_dir: str | Path, upto_step: int | None = None) -> Completion | None:
@@ -67,7 +69,7 @@ def run_completion(run_dir: str | Path, upto_step: int | None = None) -> Complet
         return None
     keep = steps <= (steps.max() if upto_step is None else upto_step)
     rows = {name: np.asarray(evals[name])[keep] for name in ("tokens", "loss_by_position", "prefix_matching")}
-    return _assess_rows(rows, rows["prefix_matching"])
+    return _assess_rows(Path(run_dir), rows, rows["prefix_matching"])
 
 
 def continue_command(run_dir: str | Path, config: RunConfig) -> str:

@@ -49,7 +49,7 @@ def test_bad_overrides__are_refused_in_one_line_naming_the_fix(override, expecte
 
 
 def test_unknown_preset_and_file_key__list_what_is_allowed(tmp_path):
-    with pytest.raises(ConfigError, match="choose one of: default, markov"):
+    with pytest.raises(ConfigError, match="choose one of: default, prose, markov"):
         preset("gpt5")
     (tmp_path / "bad.toml").write_text("[model]\nlayers = 2\n")
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['layers'\] in \[model\]"):

@@ -101,6 +101,22 @@ def test_layer_0_heads__not_in_scope_of_a_two_layer_model():
     assert not one_layer.complete and [h.name for h in one_layer.rising] == ["0.0"]
 
 
+def test_layer_0_heads__in_scope_with_smeared_keys():
+    # Catches: the smeared flag ignored (layer 0 left out), or it taking layer 1 out. A smeared
+    # key carries the previous token itself, so a layer-0 head can be the induction head (the
+    # man pages of docs/PRESETS.md); a layer-0 head still rising keeps the run going.
+    prefix = heads(FORMED)
+    prefix[:, 0, 0] = 0.05 + 0.35 * (TOKENS / TOKENS[-1]) ** 4
+    assert list(heads_in_scope(2, smeared_key=True)) == [0, 1]
+    assert list(heads_in_scope(1, smeared_key=True)) == [0]
+    verdict = assess(TOKENS, EARLY_DROP, prefix, smeared_key=True)
+    assert not verdict.complete and [h.name for h in verdict.rising] == ["0.0"]
+    flat = heads(np.full(X.size, 0.03))
+    flat[:, 0, 0] = FORMED  # only the layer-0 head rose: complete with smeared keys, not without
+    assert assess(TOKENS, EARLY_DROP, flat, smeared_key=True).complete
+    assert not assess(TOKENS, EARLY_DROP, flat).complete
+
+
 def test_no_window__not_complete_but_not_mid_change():
     verdict = assess(TOKENS, NOISE, heads(np.full(X.size, 0.05) + 0.005 * RNG.standard_normal(X.size)))
     assert verdict.window is None and not verdict.complete and not verdict.mid_change

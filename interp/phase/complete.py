@@ -25,7 +25,8 @@ The stop rule of ``train.until=phase`` and the summary's "still falling / still 
   would be "complete" with nothing to show.
 
 The heads in scope are those of layer >= 1 (layer 0 in a one-layer model), the layers that can
-hold induction heads (:func:`heads_in_scope`). The series is the raw prefix-matching score:
+hold induction heads, and every layer's with smeared keys, whose keys carry the previous token
+themselves (:func:`heads_in_scope`). The series is the raw prefix-matching score:
 ``train.until`` reads training's own evaluation, which has no null series (the null is a
 constant offset per checkpoint that moves little; the analysis's labels use it).
 """
@@ -136,15 +137,17 @@ class Completion:
         return "; ".join(parts)
 
 
-def heads_in_scope(n_layers: int) -> range:
+def heads_in_scope(n_layers: int, smeared_key: bool = False) -> range:
     """Layers whose heads the test follows: >= 1, since an induction head needs an earlier
-    layer's previous-token head; layer 0 in a one-layer model, where it is all there is."""
-    return range(1, n_layers) if n_layers > 1 else range(0, 1)
+    layer's previous-token head; layer 0 in a one-layer model, where it is all there is; every
+    layer with smeared keys (k'_j mixes in k_{j-1}, so a layer-0 head can match the previous
+    token by itself: on the man pages of docs/PRESETS.md the induction head forms in layer 0)."""
+    return range(0, n_layers) if smeared_key or n_layers == 1 else range(1, n_layers)
 
 
 def assess(tokens: Float[np.ndarray, "checkpoint"], icl: Float[np.ndarray, "checkpoint"],
            prefix_matching: Float[np.ndarray, "checkpoint layer head"],
-           window: PhaseWindow | None | str = "find") -> Completion:
+           window: PhaseWindow | None | str = "find", smeared_key: bool = False) -> Completion:
     """Whether the phase change of these series is complete (module docstring), with evidence.
 
     Args:
@@ -153,13 +156,14 @@ def assess(tokens: Float[np.ndarray, "checkpoint"], icl: Float[np.ndarray, "chec
         prefix_matching: each head's prefix-matching score at each checkpoint.
         window: the window, when the caller has it; ``"find"`` runs
             :func:`~interp.phase.window.phase_change_window` on (tokens, icl).
+        smeared_key: the model's keys are smeared, so layer 0 is in scope (:func:`heads_in_scope`).
     """
     tokens = np.asarray(tokens, np.float64)
     found = phase_change_window(tokens, np.asarray(icl, np.float64)) if isinstance(window, str) else window
     after = int((tokens > found.end_tokens).sum()) if found is not None else 0
     prefix = np.asarray(prefix_matching, np.float64)
     trends, tail = [], 0
-    for layer in heads_in_scope(prefix.shape[1]):
+    for layer in heads_in_scope(prefix.shape[1], smeared_key):
         for head in range(prefix.shape[2]):
             x, score = log_tokens_and(tokens, prefix[:, layer, head])
             if x.size == 0:
