@@ -118,3 +118,14 @@ def test_presets_command__lists_every_preset_and_says_which_to_use(capsys):
     for advice in PRESET_ADVICE:
         assert advice.data in out and advice.command() in out
         build_config(advice.preset, None, list(advice.overrides))  # a real preset and real keys
+
+
+def test_prose_preset__is_default_with_smeared_keys_until_phase():
+    # Catches the prose preset drifting from what docs/PRESETS.md measured: any other field
+    # changed (a new default elsewhere would then need the prose runs measured again).
+    from dataclasses import replace
+
+    base, prose = preset("default"), preset("prose")
+    assert prose.model == replace(base.model, smeared_key=True)
+    assert prose.train == replace(base.train, until="phase", max_tokens=20_000_000)
+    assert prose.data == base.data and prose.max_steps * prose.tokens_per_step <= 20_000_000
