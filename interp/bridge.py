@@ -68,11 +68,12 @@ def to_transformer_bridge(model):
 
 def _add_shortformer_hooks(bridge, model, positions) -> None:
     """Permanent hooks adding ``positions @ W_Q`` to the queries and ``positions @ W_K`` to the
-    keys of every layer: what shortformer positions added to the LayerNorm-ed input do."""
+    keys of every layer that gets them (``model.position_layers``): what shortformer positions
+    added to the LayerNorm-ed input do."""
     import torch
 
     bridge.shortformer_W_pos = positions
-    for layer, block in enumerate(model.blocks):
+    for layer, block in enumerate(model.blocks[:model.cfg.resolved_position_layers]):
         for name, weight in (("q", block.attn.W_Q), ("k", block.attn.W_K)):
             term = torch.einsum("pd,hdk->phk", positions, weight.detach().cpu())
             bridge.add_hook(f"blocks.{layer}.attn.hook_{name}", _adder(term), is_permanent=True)

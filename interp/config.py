@@ -61,6 +61,10 @@ class ModelConfig:
             The default 1.0 (as ``nn.Embedding``) keeps each token's identity larger than
             what attention adds to the residual stream early on, which later layers need to
             read the current token; at 0.02 induction heads formed far later (docs/PRESETS.md).
+        position_layers: with ``shortformer`` positions, the number of blocks (from the first)
+            whose queries and keys get them; 0 = every block. At 1, later layers see no
+            position at all, so their heads can only attend by content (docs/PRESETS.md: on
+            the man pages the previous-token head otherwise forms in layer 1).
         pos_init_std: standard deviation of the positional embeddings at initialisation;
             0 = by positional kind: 1.0 for ``shortformer`` (positions are added to the
             LayerNorm-ed input, whose entries have unit scale, so they start as strong as
@@ -83,6 +87,7 @@ class ModelConfig:
     init_std: float = 0.02
     embed_init_std: float = 1.0
     pos_init_std: float = 0.0
+    position_layers: int = 0
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -96,7 +101,18 @@ class ModelConfig:
         _check(self.init_std > 0, "model.init_std must be > 0")
         _check(self.embed_init_std > 0, "model.embed_init_std must be > 0")
         _check(self.pos_init_std >= 0, "model.pos_init_std must be >= 0 (0 = by positional kind)")
+        _check(0 <= self.position_layers <= self.n_layers,
+               f"model.position_layers must be in 0..n_layers ({self.n_layers}; 0 = every layer), "
+               f"not {self.position_layers}")
+        _check(self.position_layers == 0 or self.positional == "shortformer",
+               f"model.position_layers needs model.positional=shortformer (the positions that enter "
+               f"each block's queries and keys), not {self.positional}")
         _check_limits(self, MODEL_LIMITS)
+
+    @property
+    def resolved_position_layers(self) -> int:
+        """How many blocks, from the first, get shortformer positions in their queries and keys."""
+        return self.position_layers or self.n_layers
 
     @property
     def resolved_pos_init_std(self) -> float:

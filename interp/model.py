@@ -20,7 +20,8 @@ for longer contexts, where the explicit kernel's [batch, head, n, n] scores cost
 
 Architecture choices beyond the config (stated here because analysis depends on them):
 - shortformer positions are added to the LayerNorm-ed input of queries and keys, not to the
-  residual stream or the values (as TransformerLens's ``shortformer`` does);
+  residual stream or the values (as TransformerLens's ``shortformer`` does), in every block or
+  in the first ``position_layers``;
 - the smeared key mixes the key vectors after the K projection and before rotary (if any):
   k'_j = sigmoid(alpha) k_j + (1 - sigmoid(alpha)) k_{j-1}, and k'_0 = k_0; alpha starts at 0;
 - the loss "at token i" is the cross-entropy of predicting token i from positions < i.
@@ -328,10 +329,11 @@ class Transformer(HookedRootModule):
                 resid = resid + self.hook_pos_embed(self.pos_embed(tokens))
         else:
             resid = residual
-        if self.cfg.positional == "shortformer":  # every block's queries and keys need it
+        if self.cfg.positional == "shortformer":  # the blocks' queries and keys need it
             shortformer_pos = self.hook_pos_embed(self.pos_embed(tokens))
-        for block in self.blocks[start_at_layer or 0:]:
-            resid = block(resid, shortformer_pos)
+        first, positioned = start_at_layer or 0, self.cfg.resolved_position_layers
+        for index, block in enumerate(self.blocks[first:], first):
+            resid = block(resid, shortformer_pos if index < positioned else None)
         logits = self.unembed(self.ln_final(resid))
         if return_type == "logits":
             return logits

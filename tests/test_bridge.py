@@ -23,15 +23,20 @@ def _model(**model) -> Transformer:
     return net
 
 
-@pytest.mark.parametrize("positional, attn_only, normalization", [
-    ("learned", True, "layernorm"), ("learned", False, "layernorm"), ("learned", True, "none"),
-    ("shortformer", True, "layernorm"), ("shortformer", False, "none"), ("none", True, "layernorm"),
+@pytest.mark.parametrize("positional, attn_only, normalization, position_layers", [
+    ("learned", True, "layernorm", 0), ("learned", False, "layernorm", 0), ("learned", True, "none", 0),
+    ("shortformer", True, "layernorm", 0), ("shortformer", False, "none", 0), ("none", True, "layernorm", 0),
+    ("shortformer", True, "layernorm", 1),
 ])
-def test_a_model_and_its_bridge_give_the_same_logits_and_patterns(positional, attn_only, normalization):
+def test_a_model_and_its_bridge_give_the_same_logits_and_patterns(positional, attn_only, normalization,
+                                                                  position_layers):
     # Catches: a weight converted in the wrong layout (W_O transposed, heads mis-grouped),
     # a missing bias or LayerNorm, another activation in the MLP, shortformer positions added
-    # to the residual stream (or the values) instead of only to the queries and keys.
-    model = _model(positional=positional, attn_only=attn_only, normalization=normalization, d_mlp=64)
+    # to the residual stream (or the values) instead of only to the queries and keys, or to a
+    # layer past model.position_layers.
+    model = _model(positional=positional, attn_only=attn_only, normalization=normalization, d_mlp=64,
+                   position_layers=position_layers)
+    assert model.cfg.n_layers >= 2
     bridge = to_transformer_bridge(model)
     bridge.reset_hooks()  # the shortformer hooks are permanent: a user's reset keeps them
     tokens = torch.randint(0, 40, (3, 24))

@@ -180,6 +180,30 @@ def test_shortformer__positions_reach_queries_and_keys_but_not_values():
     assert not torch.allclose(cache["blocks.0.attn.hook_q"], moved["blocks.0.attn.hook_q"])
 
 
+@pytest.mark.parametrize("position_layers, moved_layers", [(1, [0]), (2, [0, 1]), (0, [0, 1, 2])])
+def test_position_layers__positions_reach_only_the_first_layers_queries(position_layers, moved_layers):
+    # Catches: position_layers ignored (positions in every layer), counted from 1 or from the
+    # last layer, or its 0 ("every layer") read as none. A layer without positions computes
+    # its queries from the LayerNorm-ed residual alone.
+    model = build(positional="shortformer", n_layers=3, position_layers=position_layers)
+    tokens = torch.randint(0, 40, (1, 24))
+    _, cache = model.run_with_cache(tokens)
+    for layer in range(3):
+        block = model.blocks[layer]
+        plain = torch.einsum("bpd,hdk->bphk", cache[f"blocks.{layer}.ln1.hook_normalized"],
+                             block.attn.W_Q) + block.attn.b_Q
+        has_positions = not torch.allclose(cache[f"blocks.{layer}.attn.hook_q"], plain, atol=1e-5)
+        assert has_positions == (layer in moved_layers), layer
+
+
+def test_position_layers__refused_beyond_the_layers_or_without_shortformer():
+    from interp.errors import ConfigError
+    with pytest.raises(ConfigError, match="model.position_layers must be in 0..n_layers"):
+        ModelConfig(n_layers=2, position_layers=3)
+    with pytest.raises(ConfigError, match="needs model.positional=shortformer"):
+        ModelConfig(positional="learned", position_layers=1)
+
+
 def test_per_token_loss__column_i_is_the_loss_of_token_i_plus_1():
     model = build()
     tokens = torch.randint(0, 40, (2, 24))
