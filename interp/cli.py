@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
 
             for name in PRESETS:
                 print(f"{name:15s} {PRESET_HELP.get(name, '')}")
-            print("\nwhich to use (measured on five corpora: docs/PRESETS.md):")
+            print("\nwhich to use (measured on six corpora: docs/PRESETS.md):")
             for advice in PRESET_ADVICE:
                 print(f"  {advice.data}:\n      {advice.command()}")
                 if advice.why:

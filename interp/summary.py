@@ -48,6 +48,7 @@ def summarize(run_dir: str | Path) -> str:
     lines = [f"run        {run_dir}  ({checkpoints.run_status(run_dir)})",
              f"model      {m.n_layers}-layer {'attention-only' if m.attn_only else 'MLP'}, d_model {m.d_model}, "
              f"{m.n_heads} heads x {m.d_head}, n_ctx {m.n_ctx}, vocab {m.d_vocab}, {m.positional} positions"
+             f"{f' (layers < {m.position_layers} only)' if m.position_layers else ''}"
              f"{', smeared keys' if m.smeared_key else ''}",
              f"data       {info.get('data_description', config.data.source)}"]
     if len(train.get("step", [])):

@@ -49,7 +49,7 @@ def test_bad_overrides__are_refused_in_one_line_naming_the_fix(override, expecte
 
 
 def test_unknown_preset_and_file_key__list_what_is_allowed(tmp_path):
-    with pytest.raises(ConfigError, match="choose one of: default, prose, markov"):
+    with pytest.raises(ConfigError, match="choose one of: default, prose, prose-circuit, markov"):
         preset("gpt5")
     (tmp_path / "bad.toml").write_text("[model]\nlayers = 2\n")
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['layers'\] in \[model\]"):
@@ -129,3 +129,12 @@ def test_prose_preset__is_default_with_smeared_keys_until_phase():
     assert prose.model == replace(base.model, smeared_key=True)
     assert prose.train == replace(base.train, until="phase", max_tokens=20_000_000)
     assert prose.data == base.data and prose.max_steps * prose.tokens_per_step <= 20_000_000
+
+
+def test_prose_circuit_preset__is_default_with_positions_in_layer_0_until_phase():
+    from dataclasses import replace
+
+    base, circuit = preset("default"), preset("prose-circuit")
+    assert circuit.model == replace(base.model, position_layers=1)
+    assert circuit.train == replace(base.train, until="phase", max_tokens=20_000_000)
+    assert circuit.data == base.data
