@@ -457,8 +457,9 @@ PRESET_ADVICE: list[Advice] = [
            "positions in layer 0 only: the previous-token head forms in layer 0 and the "
            "induction head in layer 1 (on the man pages `default` puts the previous-token head "
            "in layer 1 and no induction head forms). Slower and weaker than `prose`: its best "
-           "head reached 0.46 (man pages), 0.64 (Python docs) and 0.36 (FOLDOC) in 6-10 minutes; "
-           "add data.packing=concatenate for short documents"),
+           "head reached 0.46 (man pages), 0.64 (Python docs) and 0.36 (FOLDOC) in 6-10 minutes, "
+           "and none formed by 20M tokens on the held-aside Jargon File (a small corpus); add "
+           "data.packing=concatenate for short documents"),
     Advice("short documents (dictionary entries, posts)", "prose", ("data.packing=concatenate",),
            "packing=document samples windows only inside documents of at least n_ctx tokens; "
            "the data layer warns when those hold under 80% of the corpus. For code in short "
