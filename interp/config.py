@@ -449,7 +449,7 @@ class Advice:
 PRESET_ADVICE: list[Advice] = [
     Advice("code (the stdlib, a repository)", "default"),
     Advice("prose (documentation, man pages, books)", "prose", (),
-           "smeared keys: an induction head above 0.5 within about 2 minutes on every prose "
+           "smeared keys: an induction head above 0.5 within about 3 minutes on every prose "
            "corpus measured, in layer 0 or 1 (the smeared key does the previous-token head's "
            "job, as in the paper's smeared-key models). Trains on until the ICL drop has closed "
            "and a head has risen and levelled off, at most 20M tokens"),

@@ -117,8 +117,12 @@ def _head_lines(rows: dict, phase: dict, baseline: Baseline | None = None) -> li
         lag = phase.get(f"head_{layer}.{head}_lag_log10", np.nan)
         low, high = phase.get(f"head_{layer}.{head}_lag_low", np.nan), phase.get(f"head_{layer}.{head}_lag_high", np.nan)
         ablated = _last_ablation(rows, layer, head)
-        lines.append(f"lag {layer}.{head:<4}  to the ICL change {lag:+.3f} log10 tokens (90% interval "
-                     f"{low:+.3f}..{high:+.3f}){ablated}")
+        if np.isfinite(lag):
+            timing = f"to the ICL change {lag:+.3f} log10 tokens (90% interval {low:+.3f}..{high:+.3f})"
+        else:  # not "+nan": say why there is no lag
+            why = "no phase-change window" if window_from_phase(phase) is None else "not estimable"
+            timing = f"to the ICL change: none ({why})"
+        lines.append(f"lag {layer}.{head:<4}  {timing}{ablated}")
         if "composition_k" in rows:
             trend = composition_trend(rows, layer, head, window_from_phase(phase), baseline)
             lines.append(f"           {describe(trend)}")

@@ -160,3 +160,17 @@ def test_quickstart_time_line__each_part_from_its_own_two_clock_readings():
     line = _time_line([100.0, 460.0, 568.0, 580.0])
     assert line.startswith("time ") and "8.0 min:" in line
     assert "training 6.0 " in line and "analysis 1.8," in line and "figures 0.2" in line
+
+
+def test_report_lag_line__says_why_there_is_no_lag_instead_of_nan():
+    # Catches "+nan log10 tokens (90% interval +nan..+nan)" for a formed head of a run with no
+    # window (the held-aside Jargon File run of docs/PRESETS.md), and a lag dropped when there is one.
+    from interp.report import _head_lines
+
+    no_window = _head_lines({}, {"induction_heads": "1.3"})
+    assert no_window == ["lag 1.3     to the ICL change: none (no phase-change window)"]
+    with_lag = _head_lines({}, {"induction_heads": "1.3", "window_start_tokens": 1e6, "window_end_tokens": 2e6,
+                                "head_1.3_lag_log10": 0.1, "head_1.3_lag_low": -0.2, "head_1.3_lag_high": 0.18})
+    assert with_lag == ["lag 1.3     to the ICL change +0.100 log10 tokens (90% interval -0.200..+0.180)"]
+    unestimable = _head_lines({}, {"induction_heads": "1.3", "window_start_tokens": 1e6, "window_end_tokens": 2e6})
+    assert unestimable == ["lag 1.3     to the ICL change: none (not estimable)"]
