@@ -120,21 +120,15 @@ def test_presets_command__lists_every_preset_and_says_which_to_use(capsys):
         build_config(advice.preset, None, list(advice.overrides))  # a real preset and real keys
 
 
-def test_prose_preset__is_default_with_smeared_keys_until_phase():
-    # Catches the prose preset drifting from what docs/PRESETS.md measured: any other field
+
+@pytest.mark.parametrize("name, model_change", [("prose", {"smeared_key": True}),
+                                                ("prose-circuit", {"position_layers": 1})])
+def test_prose_presets__are_default_plus_what_docs_presets_measured(name, model_change):
+    # Catches a prose preset drifting from what docs/PRESETS.md measured: any other field
     # changed (a new default elsewhere would then need the prose runs measured again).
     from dataclasses import replace
 
-    base, prose = preset("default"), preset("prose")
-    assert prose.model == replace(base.model, smeared_key=True)
+    base, prose = preset("default"), preset(name)
+    assert prose.model == replace(base.model, **model_change)
     assert prose.train == replace(base.train, until="phase", max_tokens=20_000_000)
     assert prose.data == base.data and prose.max_steps * prose.tokens_per_step <= 20_000_000
-
-
-def test_prose_circuit_preset__is_default_with_positions_in_layer_0_until_phase():
-    from dataclasses import replace
-
-    base, circuit = preset("default"), preset("prose-circuit")
-    assert circuit.model == replace(base.model, position_layers=1)
-    assert circuit.train == replace(base.train, until="phase", max_tokens=20_000_000)
-    assert circuit.data == base.data
