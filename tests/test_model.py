@@ -214,6 +214,28 @@ def test_per_token_loss__column_i_is_the_loss_of_token_i_plus_1():
     torch.testing.assert_close(model(tokens, return_type="loss"), per_token.mean())
 
 
+def test_next_token_loss__values_and_hand_written_gradient_match_autograd():
+    # The loss has a hand-written backward. Catches a gradient without the -1 at the target
+    # (or at the wrong column: the shift), unscaled by the incoming gradient, nonzero at the
+    # last position (it has no target), or returned in float32 for bf16 logits.
+    from interp.model import next_token_loss
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7, 11, dtype=torch.float64, requires_grad=True)
+    tokens = torch.randint(0, 11, (3, 7))
+    assert torch.autograd.gradcheck(lambda x: next_token_loss(x, tokens), (logits,))
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten(),
+                                                 reduction="none").view(3, 6)
+    torch.testing.assert_close(next_token_loss(logits, tokens), expected)
+    weights = torch.rand(3, 6, dtype=torch.float64)
+    (next_token_loss(logits, tokens) * weights).sum().backward()
+    assert logits.grad[:, -1].eq(0).all()
+    low = logits.detach().bfloat16().requires_grad_()
+    loss = next_token_loss(low, tokens)
+    loss.sum().backward()
+    assert loss.dtype == torch.float32 and low.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(loss, next_token_loss(low.detach().float(), tokens))
+
+
 def test_training__loss_decreases_on_a_repeated_batch():
     model = build()
     tokens = torch.randint(0, 40, (4, 24))
