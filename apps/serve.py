@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 APP = Path(__file__).resolve().parent / "workbench.py"
+LAUNCH = APP.parent / "launch.py"  # streamlit run, with the app's modules imported first
 # Chromium on a machine without internet: no background connections (they are refused many
 # at a time and slow every start), no sandbox (CI runs as root).
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -32,10 +33,11 @@ def free_port() -> int:
 
 def start_app(root: Path, port: int | None = None, script: Path = APP,
               env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """``streamlit run script -- root`` on 127.0.0.1; returns the process and its URL once healthy."""
+    """``streamlit run script -- root`` on 127.0.0.1 (through ``launch.py``, as ``interp app``
+    starts it); returns the process and its URL once healthy."""
     port = port or free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
+        [sys.executable, str(LAUNCH), "run", str(script), "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1",
          "--browser.gatherUsageStats", "false", "--", str(root)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env or dict(os.environ))

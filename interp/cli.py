@@ -81,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _app(root: Path, port: int) -> int:
-    """Run ``streamlit run apps/workbench.py -- DIR`` bound to 127.0.0.1, stopping with us."""
+    """Run ``streamlit run apps/workbench.py -- DIR`` (through apps/launch.py) bound to
+    127.0.0.1, stopping with us."""
     if not 1 <= port <= 65535:
         raise InterpError(f"--port must be between 1 and 65535, not {port}")
     if not root.is_dir():
@@ -93,7 +94,8 @@ def _app(root: Path, port: int) -> int:
 
     if importlib.util.find_spec("streamlit") is None:  # find it without importing it: only apps/ imports it
         raise InterpError("the workbench needs streamlit; install it with 'pip install streamlit circuitsvis'")
-    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
+    # launch.py is `streamlit run` with the app's modules imported while the server starts
+    command = [sys.executable, str(script.parent / "launch.py"), "run", str(script), "--server.address", "127.0.0.1",
                "--browser.gatherUsageStats", "false",
                "--server.headless", "true", "--server.port", str(port), "--", str(root.resolve())]
     print(f"workbench on http://127.0.0.1:{port}/ (runs under {root}); Ctrl-C stops it")

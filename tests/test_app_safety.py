@@ -206,3 +206,17 @@ def test_the_app__marks_an_unreadable_folder_and_draws_every_view_of_the_others(
     for view in ("Training curves", "Head atlas"):
         at.sidebar.radio(key="view").set_value(view).run()
         assert not at.exception and not at.main.warning, [w.value for w in at.main.warning]
+
+
+def test_checkpoint_rows__consecutive_checkpoints_averaged_into_at_most_max_rows():
+    # Catches rows of non-consecutive checkpoints (a strided pick), a dropped last checkpoint,
+    # a sum for a mean, and pooling when every checkpoint has its row already.
+    import numpy as np
+    binned = np.arange(20, dtype=float).reshape(10, 2)  # checkpoint c holds [2c, 2c + 1]
+    tokens = np.arange(10) * 100
+    first, last, means = D.checkpoint_rows(binned, tokens, max_rows=4)
+    assert first.tolist() == [0, 300, 600, 800] and last.tolist() == [200, 500, 700, 900]
+    np.testing.assert_allclose(means[:, 0], [2.0, 8.0, 13.0, 17.0])  # means of c = 0-2, 3-5, 6-7, 8-9 (x2)
+    first, last, means = D.checkpoint_rows(binned, tokens, max_rows=80)
+    assert first.tolist() == last.tolist() == tokens.tolist()
+    np.testing.assert_array_equal(means, binned)
