@@ -442,9 +442,11 @@ def checkpoint_rows(binned: np.ndarray, tokens: np.ndarray, max_rows: int = 80
     Each SVG cell costs the browser time to draw (76 x 37 cells drew in about 0.3 s, 204 x 37
     in about 0.8 s), and a chart a few hundred pixels high shows no more rows than this anyway.
     """
-    groups = np.array_split(np.arange(len(tokens)), min(len(tokens), max_rows))
-    means = np.stack([np.nanmean(binned[g], axis=0) for g in groups]) if groups else binned[:0]
     tokens = np.asarray(tokens)
+    if not len(tokens):
+        return tokens, tokens, binned[:0]
+    groups = np.array_split(np.arange(len(tokens)), max(1, min(len(tokens), max_rows)))
+    means = np.stack([np.nanmean(binned[g], axis=0) for g in groups])
     return tokens[[g[0] for g in groups]], tokens[[g[-1] for g in groups]], means
 
 

@@ -44,13 +44,21 @@ df = pd.DataFrame({"x": np.arange(200), "y": np.random.default_rng(0).normal(siz
 st.altair_chart(alt.Chart(df).mark_line().encode(x="x", y="y"), width="stretch")
 '''
 
-# Every vega chart on the page has drawn its marks (SVG paths or a painted canvas).
+# Every vega chart on the page has drawn its marks: SVG paths, or a canvas with at least 0.5% of
+# its pixels painted (vega creates the canvas, sized, before it paints anything into it).
 CHARTS_DRAWN = """(n) => {
     const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
     if (charts.length < n) return false;
     const running = document.querySelector('[data-testid="stStatusWidget"]');
     if (running && running.innerText.includes('Running')) return false;
-    return charts.every(c => c.querySelector('svg.marks path, canvas.marks')); }"""
+    const painted = (chart) => {
+        const canvas = chart.querySelector('canvas.marks');
+        if (!canvas || !canvas.width || !canvas.height) return false;
+        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        let count = 0;
+        for (let i = 3; i < data.length; i += 4) if (data[i] > 0 && ++count > data.length / 800) return true;
+        return false; };
+    return charts.every(c => c.querySelector('svg.marks path') || painted(c)); }"""
 
 
 def open_and_draw(page, url: str, view: str | None, charts: int) -> float:
@@ -168,9 +176,11 @@ def main() -> int:
         for _ in range(args.colds - 1):  # earlier fresh servers: their cold opens only
             for name, script, charts in (("reference", reference_script, 1), ("curves", APP, 4)):
                 proc, url = start_app(args.run, script=script)
+                page = browser.new_page(viewport=VIEWPORT)
                 try:
-                    colds[name].append(open_and_draw(browser.new_page(viewport=VIEWPORT), url, None, charts))
+                    colds[name].append(open_and_draw(page, url, None, charts))
                 finally:
+                    page.close()
                     proc.terminate()
         proc, url = start_app(args.run, script=reference_script)
         try:
@@ -178,6 +188,7 @@ def main() -> int:
             colds["reference"].append(open_and_draw(page, url, None, 1))
             figures["reference warm"] = open_and_draw(page, url, None, 1)
         finally:
+            page.close()
             proc.terminate()
         proc, url = start_app(args.run)
         try:

@@ -13,14 +13,18 @@ AdamW). Printed:
   the best of several) and the share of the bf16 ceiling (goal: >= 35% for the default preset);
 - with --attention, the same step with each attention kernel and optimiser forced, the
   figures behind interp.model's kernel rule and interp.train's fused AdamW;
+- with --parts, the step with the explicit kernel's and the loss's earlier formulations
+  (a masked_fill on scaled-q scores; autograd's cross-entropy on a float copy of the logits)
+  swapped back in, each alone and both, against the current ones, alternating in rounds;
 - what one checkpoint (evaluation and save) costs, and what the default run's checkpoints add.
 
-    python benchmarks/bench_train.py [--rounds 6] [--steps 15] [--precision auto] [--attention]
+    python benchmarks/bench_train.py [--rounds 6] [--steps 15] [--precision auto] [--attention] [--parts]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -29,6 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -83,6 +88,8 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--attention", action="store_true",
                         help="also time each attention kernel with and without fused AdamW")
+    parser.add_argument("--parts", action="store_true",
+                        help="also time the step with the earlier score and loss formulations")
     args = parser.parse_args()
 
     config = preset("default")
@@ -138,6 +145,8 @@ def main() -> None:
               f"{100 * achieved / ceilings['fp32']:.0f}% of fp32")
         if args.attention:
             compare_kernels(run, config, tokens, args)
+        if args.parts:
+            compare_parts(run, config, tokens, args)
 
         # What checkpoints add: evaluation, metrics flush and the atomic save, per checkpoint.
         from interp.checkpoints import checkpoint_schedule
@@ -179,6 +188,44 @@ def compare_kernels(run, config, tokens: int, args) -> None:
     for name, r in rates.items():
         print(f"  attention {name}: {statistics.median(r):10,.0f} tokens/s ({statistics.median(r) / best:.2f} of the best)")
     run.model.set_attention_kernel("auto")
+
+
+def _earlier_attend(self, q, k, v):
+    """The explicit kernel before 2026-12-03: q scaled, then a boolean mask filled in place."""
+    qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))
+    n = q.shape[1]
+    scores = (qh * (1.0 / math.sqrt(self.cfg.d_head))) @ kh.transpose(-1, -2)
+    scores = scores.masked_fill_(torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+    return (scores.softmax(dim=-1).to(vh.dtype) @ vh).transpose(1, 2)
+
+
+def _earlier_loss(logits, tokens):
+    """The loss before 2026-12-03: autograd's cross-entropy on a float copy of the slice."""
+    predicted = logits[:, :-1]
+    return F.cross_entropy(predicted.flatten(0, 1).float(), tokens[:, 1:].flatten(),
+                           reduction="none").view(predicted.shape[:2])
+
+
+def compare_parts(run, config, tokens: int, args) -> None:
+    """Speed of the step with each earlier formulation swapped back in, as the median over
+    rounds of (time with it) / (time with the current code): > 1 means the change gained."""
+    from interp import model as model_module
+
+    current = (model_module.Attention._attend, model_module.next_token_loss)
+    variants = {"current": current, "earlier scores": (_earlier_attend, current[1]),
+                "earlier loss": (current[0], _earlier_loss), "both earlier": (_earlier_attend, _earlier_loss)}
+    times = {name: [] for name in variants}
+    try:
+        for _ in range(args.rounds):
+            for name, (attend, loss) in variants.items():
+                model_module.Attention._attend, model_module.next_token_loss = attend, loss
+                times[name].append(timed(lambda: _train_step(run, learning_rate(run.step, config.train)), args.steps))
+    finally:
+        model_module.Attention._attend, model_module.next_token_loss = current
+    for name in variants:
+        gain = statistics.median(t / c for t, c in zip(times[name], times["current"]))
+        print(f"  {name:15s} {tokens / statistics.median(times[name]):10,.0f} tokens/s; "
+              f"its time / the current one's, median of rounds: {gain:.3f}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ modules where :class:`HookedTransformer` has them, so ``run_with_cache``, ``run_
 
 Speed: attention has two kernels that compute the same function (tested):
 - ``sdpa``: ``F.scaled_dot_product_attention(is_causal=True)`` (flash attention on CUDA);
-- ``explicit``: ``softmax(q k^T / sqrt(d_head) + causal mask) v`` as two batched matmuls, the
-  first a ``baddbmm`` whose alpha is 1/sqrt(d_head) and whose added input is the mask.
+- ``explicit``: ``softmax(q k^T / sqrt(d_head) + causal mask) v`` as two batched matmuls, with
+  1/sqrt(d_head) folded into q and the first a ``baddbmm`` whose added input is the mask.
 As soon as a hook is attached to the scores or pattern (``run_with_cache``, pattern ablations)
 the explicit kernel runs, with the hooks. Otherwise :func:`attention_kernel` chooses by a fixed
 rule (not a calibration, so that a run and its resume always use the same kernel): ``explicit``
@@ -189,11 +189,12 @@ class Attention(nn.Module):
         if not hooked and kernel == "sdpa":
             return F.scaled_dot_product_attention(qh, kh, vh, is_causal=True).transpose(1, 2)
         batch, heads, n, d_head = qh.shape
-        # One GEMM gives mask + q k^T / sqrt(d_head): the scale is the GEMM's alpha and the
-        # causal mask its additive input, so neither costs a pass over the n x n scores, and
-        # the backward of the addition is the identity (a masked_fill's backward masks again).
-        scores = torch.baddbmm(_causal_bias(n, q.device, q.dtype), qh.reshape(-1, n, d_head),
-                               kh.reshape(-1, n, d_head).transpose(1, 2), alpha=1.0 / math.sqrt(self.cfg.d_head))
+        # One GEMM gives mask + (q / sqrt(d_head)) k^T: the causal mask is its additive input, so
+        # it costs no pass over the n x n scores, and the addition's backward is the identity
+        # (a masked_fill's backward masks again). Scaling q (n x d_head), not the GEMM's alpha,
+        # keeps the scores bit-identical to the earlier q-scaled matmul and masked_fill.
+        scaled_q = (qh * (1.0 / math.sqrt(self.cfg.d_head))).reshape(-1, n, d_head)
+        scores = torch.baddbmm(_causal_bias(n, q.device, q.dtype), scaled_q, kh.reshape(-1, n, d_head).transpose(1, 2))
         scores = self.hook_attn_scores(scores.view(batch, heads, n, n))
         pattern = self.hook_pattern(scores.softmax(dim=-1).to(vh.dtype))
         return (pattern @ vh).transpose(1, 2)
@@ -448,16 +449,17 @@ def next_token_loss(
 
 
 class _NextTokenCrossEntropy(torch.autograd.Function):
-    """:func:`next_token_loss` with a hand-written backward, for speed on the CPU.
+    """:func:`next_token_loss` without autograd's copies of the shifted logits.
 
-    Autograd's version of the same formula passes over a [batch, pos, d_vocab] tensor seven
-    times (forward: the slice's copy, the float cast, the log-softmax; backward: a zero fill
-    for the gather, the log-softmax's backward, the cast back, a zero fill and a copy for the
-    slice), about a seventh of a CPU training step at the default preset's shape. This one
-    passes four times: the log-softmax in float32 (kept for the backward), then its exp scaled
-    by the incoming gradient, and the cast. The last position (no target) is computed and
-    given zero gradient, which is cheaper than slicing it off. 1.3-1.5x faster than autograd's
-    on [16, 256, 1024] bf16 logits (forward and backward, 2-core CPU, 2026-12-03).
+    Autograd's version of the same formula copies the logits' slice [:, :-1] in the forward and
+    fills and copies a [batch, pos, d_vocab] gradient for it in the backward. This one takes
+    the log-softmax of every position (the last one's is not read) and leaves the last
+    position's gradient 0; the rest are the very kernels autograd runs (log-softmax in
+    float32, the gather's scatter, the log-softmax's backward, the cast back), so losses and
+    gradients are bit-identical to ``F.cross_entropy(logits[:, :-1].float(), ...)`` and
+    training takes the same path as before this function existed (checked over training
+    steps of the default and markov presets under bf16 autocast; a hand-written
+    exp-and-subtract backward differed by float32 rounding, enough to change a run's path).
     """
 
     @staticmethod
@@ -467,12 +469,13 @@ class _NextTokenCrossEntropy(torch.autograd.Function):
         targets = torch.cat([tokens[:, 1:], tokens[:, -1:]], dim=1)[..., None]  # the last: any token
         ctx.save_for_backward(log_probs, targets)
         ctx.logits_dtype = logits.dtype
-        return -log_probs.gather(-1, targets)[:, :-1, 0]
+        return (-log_probs.gather(-1, targets))[:, :-1, 0].contiguous()
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # its backward is not differentiable again
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         log_probs, targets = ctx.saved_tensors
         weight = F.pad(grad, (0, 1))[..., None]  # the last position's gradient is 0
-        grad_logits = log_probs.exp().mul_(weight)
-        grad_logits.scatter_add_(-1, targets, -weight)
+        grad_log_probs = torch.zeros_like(log_probs).scatter_(-1, targets, -weight)
+        grad_logits = torch._log_softmax_backward_data(grad_log_probs, log_probs, -1, log_probs.dtype)
         return grad_logits.to(ctx.logits_dtype), None

@@ -220,3 +220,5 @@ def test_checkpoint_rows__consecutive_checkpoints_averaged_into_at_most_max_rows
     first, last, means = D.checkpoint_rows(binned, tokens, max_rows=80)
     assert first.tolist() == last.tolist() == tokens.tolist()
     np.testing.assert_array_equal(means, binned)
+    first, last, means = D.checkpoint_rows(binned[:0], tokens[:0])  # no checkpoint: no row
+    assert first.size == last.size == means.size == 0

@@ -64,6 +64,36 @@ def test_unhooked_kernels__equal_the_hooked_pattern_path(overrides, kernel):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("d_head", [8, 6])  # 1/sqrt(d_head) a power of two, and not
+def test_explicit_kernel__bit_identical_to_the_masked_fill_formulation_under_bf16(d_head):
+    # Runs trained with the earlier explicit kernel (q scaled, q k^T, masked_fill_ with -inf)
+    # must train the same way now. Catches the scale moved into the GEMM's alpha (bf16 rounds
+    # q k^T before the scale then: d_head 6) or a finite mask value.
+    from interp import model as model_module
+
+    def earlier(self, q, k, v):
+        qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))
+        n = q.shape[1]
+        scores = (qh * (1.0 / math.sqrt(self.cfg.d_head))) @ kh.transpose(-1, -2)
+        scores = scores.masked_fill_(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+        return (scores.softmax(dim=-1).to(vh.dtype) @ vh).transpose(1, 2)
+
+    torch.manual_seed(0)
+    model = build(d_head=d_head)
+    model.set_attention_kernel("explicit")
+    tokens = torch.randint(0, 40, (3, 24))
+    results = []
+    for attend in (model_module.Attention._attend, earlier):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(model_module.Attention, "_attend", attend)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(tokens, return_type="loss")
+            results.append((loss, torch.autograd.grad(loss, list(model.parameters()))))
+    (loss, grads), (expected, expected_grads) = results
+    assert torch.equal(loss, expected)
+    assert all(torch.equal(a, b) for a, b in zip(grads, expected_grads))
+
+
 def test_attention_kernel_rule__explicit_on_cpu_up_to_the_limit_else_sdpa():
     from interp.model import EXPLICIT_MAX_CTX, attention_kernel
 
@@ -214,6 +244,26 @@ def test_per_token_loss__column_i_is_the_loss_of_token_i_plus_1():
     torch.testing.assert_close(model(tokens, return_type="loss"), per_token.mean())
 
 
+def test_next_token_loss__bit_identical_to_autograd_cross_entropy():
+    # Training must take the same path as with F.cross_entropy on the shifted float logits
+    # (runs trained before the hand-written backward, and the README's figures, depend on it).
+    # Catches an exp-and-subtract backward (float32 rounding differs: checked), a loss reduced
+    # in another order, or a gradient cast through another dtype.
+    # In float32 as well, where a rounding difference is not hidden by the cast to bf16.
+    from interp.model import next_token_loss
+    for dtype in (torch.bfloat16, torch.float32):
+        torch.manual_seed(1)
+        tokens = torch.randint(0, 64, (4, 33))
+        logits = (3 * torch.randn(4, 33, 64)).to(dtype)
+        ours, theirs = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+        loss = next_token_loss(ours, tokens).mean()
+        expected = torch.nn.functional.cross_entropy(theirs[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten(),
+                                                     reduction="none").view(4, 32).mean()
+        loss.backward()
+        expected.backward()
+        assert torch.equal(loss, expected) and torch.equal(ours.grad, theirs.grad), dtype
+
+
 def test_next_token_loss__values_and_hand_written_gradient_match_autograd():
     # The loss has a hand-written backward. Catches a gradient without the -1 at the target
     # (or at the wrong column: the shift), unscaled by the incoming gradient, nonzero at the
@@ -234,6 +284,11 @@ def test_next_token_loss__values_and_hand_written_gradient_match_autograd():
     loss.sum().backward()
     assert loss.dtype == torch.float32 and low.grad.dtype == torch.bfloat16
     torch.testing.assert_close(loss, next_token_loss(low.detach().float(), tokens))
+    # Its backward is not differentiable: a second-order gradient must fail, not come out wrong.
+    weight = torch.randn(11, 11, dtype=torch.float64, requires_grad=True)
+    first, = torch.autograd.grad(next_token_loss(logits.detach() @ weight, tokens).sum(), weight, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|not differentiable|does not require grad"):
+        torch.autograd.grad(first.pow(2).sum(), weight)
 
 
 def test_training__loss_decreases_on_a_repeated_batch():
