@@ -449,7 +449,8 @@ def analysis_series(run_dir: str | Path) -> dict[str, np.ndarray]:
 def update_phase(run_dir: str | Path) -> dict[str, Any]:
     """Recompute the run-level phase statistics from the stored series; store group ``phase``.
 
-    Stores the flat ``phase/...`` scalars of :func:`interp.phase.analyse_phase` as attributes
+    Stores the flat ``phase/...`` scalars of :func:`interp.phase.analyse_phase` as attributes,
+    with ``phase/miss_*`` (the closest candidate and the gates it failed) when there is no window
     (the heads classified against the prefix-matching null when every row has it, else by the
     old rule: ``phase/induction_rule``) and, when there is a window and ablations, ``phase/ablation_projection`` [A, layer, head]:
     each head's ablation loss change projected on the unit vector from the mean per-token
@@ -472,6 +473,8 @@ def update_phase(run_dir: str | Path) -> dict[str, Any]:
         for series, name in (("icl_score", "icl_exact"), ("icl_context", "icl_context"),
                              ("icl_position", "icl_position")):
             flat.update(_side_means(rows, series, name, report.window))
+    else:
+        flat.update(_nearest_miss(rows["tokens"], band))
     projection = _ablation_projection(rows, report.window)
     with store.update(run_dir) as handle:
         if "phase" in handle:
@@ -482,6 +485,20 @@ def update_phase(run_dir: str | Path) -> dict[str, Any]:
             group.create_dataset("ablation_projection", data=projection)
             group.create_dataset("step", data=rows["step"])
     return flat
+
+
+def _nearest_miss(tokens: np.ndarray, band: np.ndarray) -> dict[str, Any]:
+    """``phase/miss_*``: the candidate window that came closest to passing and the gates it
+    failed (:func:`interp.phase.window.nearest_miss`), the evidence behind "no window"."""
+    from interp.phase.window import nearest_miss
+
+    miss = nearest_miss(tokens, band)
+    if miss is None:
+        return {}
+    window, failed = miss
+    return {"phase/miss_start_tokens": window.start_tokens, "phase/miss_end_tokens": window.end_tokens,
+            "phase/miss_drop": window.drop, "phase/miss_z": window.z, "phase/miss_step_z": window.step_z,
+            "phase/miss_failed": "; ".join(failed)}
 
 
 def _side_means(rows: dict, series: str, name: str, window) -> dict[str, float]:

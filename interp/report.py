@@ -69,7 +69,7 @@ def window_line(phase: dict[str, Any]) -> str:
     rule allowed for, docs/PHASE.md), or that there is none."""
     start, end = phase.get("window_start_tokens", np.nan), phase.get("window_end_tokens", np.nan)
     if np.isnan(start):
-        return "phase      no phase change: the ICL score has no abrupt drop"
+        return _no_window_line(phase)
     still = "; still falling at the end of the run" if phase.get("window_open_end", 0.0) else ""
     return (f"phase      window {start / 1e6:.2f}M-{end / 1e6:.2f}M tokens (from the band ICL "
             f"score, indices +-{phase.get('icl_band_half_width')}); ICL {phase.get('icl_before', np.nan):+.3f} "
@@ -80,6 +80,17 @@ def window_line(phase: dict[str, Any]) -> str:
             f"z {phase.get('window_z', np.nan):.1f}, step z {phase.get('window_step_z', np.nan):.1f} against "
             f"jitter {phase.get('window_noise_white', np.nan):.3f} + walk {phase.get('window_noise_walk', np.nan):.3f} "
             f"nats per checkpoint{still}")
+
+
+def _no_window_line(phase: dict[str, Any]) -> str:
+    """No window, with the closest candidate and what it failed when the analysis stored one."""
+    start = phase.get("miss_start_tokens", np.nan)
+    if not np.isfinite(start):
+        return "phase      no phase change: the smoothed ICL score has no falling stretch to test"
+    return (f"phase      no phase-change window: the closest candidate, {start / 1e6:.2f}M-"
+            f"{phase['miss_end_tokens'] / 1e6:.2f}M tokens (drop {phase['miss_drop']:.3f} nats, "
+            f"z {phase['miss_z']:.1f}, step z {phase['miss_step_z']:.1f}), fails {phase['miss_failed']} "
+            f"(the rule: docs/PHASE.md)")
 
 
 def _context_part(phase: dict[str, Any]) -> str:

@@ -313,6 +313,25 @@ def test_update_phase__an_analysis_without_the_null_falls_back_to_the_old_rule_a
     assert "old rule: prefix matching > 0.4 and OV copying > 0" in text and f"'interp analyze {copy} --redo'" in text
 
 
+def test_update_phase__without_a_window_stores_the_closest_candidate_and_the_report_shows_it(analysed_run):
+    # Catches the miss computed on another series than the window's (the band score), stored
+    # beside a window, or left out of the report's phase line.
+    from interp.analysis import analysis_series, update_phase
+    from interp.measures.icl import icl_band_score
+    from interp.phase.window import nearest_miss
+    from interp.report import text_report
+
+    run_dir, _ = analysed_run
+    flat = update_phase(run_dir)
+    rows = analysis_series(run_dir)
+    miss = nearest_miss(rows["tokens"], icl_band_score(rows["loss_by_position"]))
+    has_window = bool(flat["phase/has_window"])
+    assert ("phase/miss_failed" in flat) == (not has_window and miss is not None)
+    if "phase/miss_failed" in flat:
+        assert flat["phase/miss_start_tokens"] == miss[0].start_tokens and flat["phase/miss_failed"] == "; ".join(miss[1])
+        assert "no phase-change window: the closest candidate" in text_report(run_dir)
+
+
 def test_side_means__leave_out_rows_analysed_before_a_series_existed():
     # Catches a plain mean (NaN as soon as one backfilled row lies on a side) and a missing
     # series raising instead of giving NaN.

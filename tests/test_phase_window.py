@@ -13,8 +13,8 @@ from unittest import mock
 import interp.phase.window as window_module
 from interp.phase.noise import IncrementNoise, increment_noise
 from interp.phase.smoothing import local_linear, log_tokens_and, noise_sd, vertex
-from interp.phase.window import (_candidates, _noise_checkpoints, _step_z, _window_at,
-                                 phase_change_window)
+from interp.phase.window import (_candidates, _noise_checkpoints, _step_z, _window_at, failed_gates,
+                                 nearest_miss, phase_change_window)
 
 OPEN = {"min_drop": -np.inf, "min_z": -np.inf, "min_step_z": -np.inf, "min_share": -np.inf,
         "max_width_fraction": np.inf}  # every gate open: the steepest usable candidate
@@ -457,3 +457,45 @@ def test_candidates__match_their_definition_on_integer_profiles_with_ties():
 ])
 def test_candidates__by_hand(slope, expected):
     assert _candidates(np.array(slope)).tolist() == expected
+
+
+GATES = dict(min_drop=0.1, min_z=5.0, min_step_z=4.0, min_share=0.25, max_width=0.5)
+
+
+def test_failed_gates__each_gate_named_with_its_figure_and_threshold():
+    # Catches a gate left out of the list, a swapped comparison or threshold, and NaN passing.
+    from dataclasses import replace
+    passing = phase_change_window(TOKENS, -0.4 * sigmoid(3e6) + NOISE)
+    assert passing is not None and failed_gates(passing, **GATES) == []
+    cases = {"drop 0.050": dict(drop=0.05), "(run 0.050)": dict(total_drop=0.05), "z 4.9 < 5": dict(z=4.9),
+             "ends no lower": dict(end_level=passing.lowest_before), "step z 3.9 < 4": dict(step_z=3.9),
+             "share 0.24 < 0.25": dict(share=0.24), "width 0.60 > 0.50": dict(width_decades=0.6),
+             "share nan": dict(share=float("nan"))}
+    for phrase, change in cases.items():
+        failed = failed_gates(replace(passing, **change), **GATES)
+        assert len(failed) == 1 and phrase in failed[0], (phrase, failed)
+
+
+def test_nearest_miss__the_window_itself_when_one_passes_and_its_failed_gate_when_not():
+    # The evidence behind "no window" is the same candidate the rule tested: catches a miss
+    # chosen by steepness alone (here the step gate is what fails) or from another series.
+    y = -0.4 * sigmoid(3e6) + NOISE
+    window = phase_change_window(TOKENS, y)
+    found, failed = nearest_miss(TOKENS, y)
+    assert failed == [] and found == window
+    assert phase_change_window(TOKENS, y, min_step_z=1e3) is None
+    missed, failed = nearest_miss(TOKENS, y, min_step_z=1e3)
+    assert missed == window and len(failed) == 1 and failed[0].startswith("step z")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nearest_miss__fails_a_gate_exactly_when_the_rule_finds_no_window(seed):
+    from interp.phase.synthetic import DEFAULT_RUN_TOKENS, drop_series, null_series
+    for y in (null_series("white noise", seed), null_series("random walk (steps sd/4) + white", seed), drop_series(0.2, 0.5, seed)[0]):
+        miss = nearest_miss(DEFAULT_RUN_TOKENS, y)
+        found = phase_change_window(DEFAULT_RUN_TOKENS, y)
+        assert (found is None) == (miss is None or miss[1] != [])
+
+
+def test_nearest_miss__none_when_the_score_never_falls():
+    assert nearest_miss(TOKENS, np.linspace(0.0, 0.3, TOKENS.size)) is None

@@ -151,7 +151,11 @@ def test_report_window_line__states_the_evidence_and_an_open_end():
     assert "2.29M-3.77M" in line and "z 9.2, step z 5.4" in line
     assert "jitter 0.011 + walk 0.015 nats per checkpoint" in line and "still falling" not in line
     assert "still falling at the end of the run" in window_line({**phase, "window_open_end": 1.0})
-    assert window_line({}) == "phase      no phase change: the ICL score has no abrupt drop"
+    assert window_line({}) == "phase      no phase change: the smoothed ICL score has no falling stretch to test"
+    miss = {"miss_start_tokens": 2.29e6, "miss_end_tokens": 3.60e6, "miss_drop": 0.301, "miss_z": 6.8,
+            "miss_step_z": 3.7, "miss_failed": "step z 3.7 < 4"}
+    line = window_line(miss)  # no window, but the closest candidate and what it failed
+    assert "2.29M-3.60M tokens (drop 0.301 nats, z 6.8, step z 3.7), fails step z 3.7 < 4" in line
 
 
 def test_quickstart_time_line__each_part_from_its_own_two_clock_readings():

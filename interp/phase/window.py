@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,19 +144,64 @@ def _first_passing(x: np.ndarray, y: np.ndarray, bandwidth: float, fraction: flo
                    min_drop: float, min_z: float, min_step_z: float, min_share: float,
                    max_width: float) -> PhaseWindow | None:
     """Steps 1-3 of :func:`phase_change_window` at one bandwidth."""
+    for window in _ungated(x, y, bandwidth, fraction):
+        if not failed_gates(window, min_drop=min_drop, min_z=min_z, min_step_z=min_step_z,
+                            min_share=min_share, max_width=max_width):
+            return window  # the steepest candidate that passes
+    return None
+
+
+def _ungated(x: np.ndarray, y: np.ndarray, bandwidth: float, fraction: float) -> Iterator[PhaseWindow]:
+    """Step 1-2 of :func:`phase_change_window` at one bandwidth: every candidate's window,
+    steepest first, without the gates (a stretch from the first checkpoint is skipped)."""
     level_map, slope_map = local_linear(x, bandwidth)
     level, slope = level_map @ y, slope_map @ y
     for peak in _candidates(slope):
         window = _window_at(x, y, level_map, level, slope, int(peak), fraction, bandwidth)
-        if window is None:
-            continue  # the stretch reaches the first checkpoint: there is no "before"
-        material = (window.drop >= min_drop and window.total_drop >= min_drop
-                    and window.z >= min_z and window.end_level < window.lowest_before
-                    and window.step_z >= min_step_z and window.share >= min_share
-                    and window.width_decades <= max_width)
-        if material:
-            return window  # the steepest candidate that passes
-    return None
+        if window is not None:
+            yield window
+
+
+def failed_gates(window: PhaseWindow, *, min_drop: float, min_z: float, min_step_z: float,
+                 min_share: float, max_width: float) -> list[str]:
+    """The gates of :func:`phase_change_window` (step 3) that ``window`` fails, each as a short
+    phrase with its figure and threshold; [] when it is a phase change."""
+    failed = []
+    if not (window.drop >= min_drop and window.total_drop >= min_drop):
+        failed.append(f"drop {window.drop:.3f} (run {window.total_drop:.3f}) < {min_drop:g} nats")
+    if not window.z >= min_z:
+        failed.append(f"z {window.z:.1f} < {min_z:g}")
+    if not window.end_level < window.lowest_before:
+        failed.append("ends no lower than the score was before it")
+    if not window.step_z >= min_step_z:
+        failed.append(f"step z {window.step_z:.1f} < {min_step_z:g}")
+    if not window.share >= min_share:
+        failed.append(f"share {window.share:.2f} < {min_share:g}")
+    if not window.width_decades <= max_width:
+        failed.append(f"width {window.width_decades:.2f} > {max_width:.2f} decades")
+    return failed
+
+
+def nearest_miss(tokens: np.ndarray, icl: np.ndarray, bandwidth: float = BANDWIDTH,
+                 fraction: float = 0.3, min_drop: float = 0.1, min_z: float = MIN_Z,
+                 min_step_z: float = MIN_STEP_Z, min_share: float = 0.25,
+                 max_width_fraction: float = 0.35, scales: tuple[float, ...] = SCALES
+                 ) -> tuple[PhaseWindow, list[str]] | None:
+    """When :func:`phase_change_window` finds nothing, the candidate that came closest, with
+    the gates it failed: the evidence behind "no window". Closest = fewest gates failed, then
+    the largest z, over every candidate at every scale; None when there is no candidate at
+    all (the smoothed score never falls, or falls only from the first checkpoint). Same
+    arguments as :func:`phase_change_window`; it decides nothing."""
+    x, y = log_tokens_and(tokens, icl)
+    if x.size < 5:
+        return None
+    gates = dict(min_drop=min_drop, min_z=min_z, min_step_z=min_step_z, min_share=min_share,
+                 max_width=max_width_fraction * (x[-1] - x[0]))
+    scored = [(window, failed_gates(window, **gates)) for scale in scales
+              for window in _ungated(x, y, bandwidth * scale, fraction)]
+    if not scored:
+        return None
+    return min(scored, key=lambda pair: (len(pair[1]), -pair[0].z))
 
 
 def _candidates(slope: np.ndarray) -> np.ndarray:
