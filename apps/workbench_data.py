@@ -316,6 +316,16 @@ def window(run: str | Path) -> tuple[float, float] | None:
     return None
 
 
+def no_window_reason(run: str | Path) -> str | None:
+    """Why the analysis found no phase-change window, from its closest candidate
+    (``phase/miss_*``, the report's line); None when there is a window or no such record."""
+    attrs = phase(run)
+    if window(run) is not None or "miss_failed" not in attrs:
+        return None
+    return (f"closest candidate {fmt_tokens(attrs['miss_start_tokens'])}-{fmt_tokens(attrs['miss_end_tokens'])} "
+            f"tokens (drop {attrs['miss_drop']:.3f} nats, z {attrs['miss_z']:.1f}) fails {attrs['miss_failed']}")
+
+
 def induction_heads(run: str | Path) -> str:
     value = phase(run).get("induction_heads", "")
     if isinstance(value, bytes):

@@ -144,6 +144,10 @@ def curves_view(runs: list[Path]) -> None:
     if icl_rows:
         chart(pd.concat(icl_rows), "icl", "score", "ICL score (nats; lower = more ICL)", bold="band")
         st.caption("Band score (bold) and single-index score; shaded: each run's phase-change window.")
+        for run in runs:
+            reason = D.no_window_reason(run)
+            if reason:
+                st.caption(f"{D.run_label(run)}: no phase-change window; {reason} (docs/PHASE.md).")
     else:
         st.info("No ICL scores yet.")
 

@@ -146,3 +146,15 @@ def test_head_detail__shows_the_label_and_the_evidence_of_the_rule(monkeypatch, 
     assert any("old rule" in c.value for c in at.caption)
     at.selectbox(key="detail_head_select").set_value("0.0").run()
     assert any("is not labelled" in c.value for c in at.caption)
+
+
+def test_curves_view__says_why_a_run_has_no_window(monkeypatch, root):
+    # The tiny run has no window; its closest candidate is named under the ICL chart.
+    from interp import store
+    from interp.analysis import update_phase
+    run = next(p.parent for p in Path(root).rglob("metrics.h5"))
+    update_phase(run)  # the stored phase record with its miss_* (older fixtures lack them)
+    phase = store.attrs(run, "phase")
+    at = _view(_app(monkeypatch, root), "Training curves")
+    captions = " ".join(c.value for c in at.caption)
+    assert ("no phase-change window; closest candidate" in captions) == ("miss_failed" in phase and not phase["has_window"])

@@ -222,3 +222,13 @@ def test_checkpoint_rows__consecutive_checkpoints_averaged_into_at_most_max_rows
     np.testing.assert_array_equal(means, binned)
     first, last, means = D.checkpoint_rows(binned[:0], tokens[:0])  # no checkpoint: no row
     assert first.size == last.size == means.size == 0
+
+
+def test_no_window_reason__the_closest_candidate_only_when_there_is_no_window(monkeypatch):
+    # Catches the reason shown beside a window, or a missing record taken for a reason.
+    miss = {"miss_start_tokens": 2.29e6, "miss_end_tokens": 3.6e6, "miss_drop": 0.301, "miss_z": 6.8,
+            "miss_step_z": 3.7, "miss_failed": "step z 3.7 < 4"}
+    for attrs, expected in ((miss, "closest candidate 2.29M-3.6M tokens (drop 0.301 nats, z 6.8) fails step z 3.7 < 4"),
+                            ({**miss, "window_start_tokens": 1e6, "window_end_tokens": 2e6}, None), ({}, None)):
+        monkeypatch.setattr(D, "phase", lambda run, attrs=attrs: attrs)
+        assert D.no_window_reason("run") == expected
