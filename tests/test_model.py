@@ -94,6 +94,37 @@ def test_explicit_kernel__bit_identical_to_the_masked_fill_formulation_under_bf1
     assert all(torch.equal(a, b) for a, b in zip(grads, expected_grads))
 
 
+def test_attention_kernel__the_chosen_kernel_runs_and_hooks_force_the_explicit_one(monkeypatch):
+    # The kernels compute the same values, so only a spy sees which one ran. Catches the
+    # kernel setting ignored or inverted, "auto" read from the wrong axis of q (heads, not
+    # positions), and a pattern hook that does not force the explicit path.
+    import torch.nn.functional as F
+
+    from interp import model as model_module
+    calls = []
+    real = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    model = build()  # 4 heads, 24 positions
+    tokens = torch.randint(0, 40, (1, 24))
+    for kernel, expected in (("sdpa", 2), ("explicit", 0)):
+        calls.clear()
+        model.set_attention_kernel(kernel)
+        model(tokens)
+        assert len(calls) == expected, kernel
+        with model.hooks(fwd_hooks=[("blocks.0.attn.hook_attn_scores", lambda x, hook: x)]):
+            calls.clear()
+            model(tokens)
+        assert len(calls) == (1 if kernel == "sdpa" else 0), kernel  # only the unhooked layer
+    model.set_attention_kernel("auto")
+    monkeypatch.setattr(model_module, "EXPLICIT_MAX_CTX", 16)  # 24 positions > 16 >= 4 heads: SDPA
+    calls.clear()
+    model(tokens)
+    assert len(calls) == 2
+    double = build().double()  # the explicit kernel's mask in the model's own dtype
+    double.set_attention_kernel("explicit")
+    assert double(tokens).dtype == torch.float64
+
+
 def test_attention_kernel_rule__explicit_on_cpu_up_to_the_limit_else_sdpa():
     from interp.model import EXPLICIT_MAX_CTX, attention_kernel
 

@@ -499,3 +499,11 @@ def test_nearest_miss__fails_a_gate_exactly_when_the_rule_finds_no_window(seed):
 
 def test_nearest_miss__none_when_the_score_never_falls():
     assert nearest_miss(TOKENS, np.linspace(0.0, 0.3, TOKENS.size)) is None
+
+
+def test_nearest_miss__none_below_five_usable_checkpoints():
+    # Catches the shared five-checkpoint floor moved (4 vs 5 usable points: zero tokens do not count).
+    tokens = np.r_[0.0, np.geomspace(1e5, 1e7, 5)]
+    y = np.array([0.0, 0.3, 0.3, 0.3, 0.0, -0.3])  # falling at the end: a candidate on 5 points
+    assert nearest_miss(tokens, y) is not None
+    assert nearest_miss(tokens[1:], y[1:]) is not None and nearest_miss(tokens[2:], y[2:]) is None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -128,27 +130,39 @@ def phase_change_window(tokens: np.ndarray, icl: np.ndarray, bandwidth: float = 
     power on sigmoid drops at several noise levels) are measured by
     benchmarks/calibrate_phase.py and listed in docs/PHASE.md.
     """
+    rule = dict(bandwidth=bandwidth, fraction=fraction, min_drop=min_drop, min_z=min_z, min_step_z=min_step_z,
+                min_share=min_share, max_width_fraction=max_width_fraction, scales=scales)
+    for window, failed in _tested(tokens, icl, **rule):
+        if not failed:
+            return window  # the steepest passing candidate at the finest scale that has one
+    return None
+
+
+def nearest_miss(tokens: np.ndarray, icl: np.ndarray, **rule: Any) -> tuple[PhaseWindow, list[str]] | None:
+    """When :func:`phase_change_window` finds nothing, the candidate that came closest, with
+    the gates it failed: the evidence behind "no window". Closest = fewest gates failed, then
+    the largest z, over every candidate at every scale; None when there is no candidate at
+    all (the smoothed score never falls, or falls only from the first checkpoint). ``rule``:
+    :func:`phase_change_window`'s keyword arguments, its defaults where left out. It decides
+    nothing: when a window passes, it is the closest candidate, with no failed gate."""
+    tested = list(_tested(tokens, icl, **{**_RULE_DEFAULTS, **rule}))
+    return min(tested, key=lambda pair: (len(pair[1]), -pair[0].z)) if tested else None
+
+
+def _tested(tokens: np.ndarray, icl: np.ndarray, *, bandwidth: float, fraction: float, min_drop: float,
+            min_z: float, min_step_z: float, min_share: float, max_width_fraction: float,
+            scales: tuple[float, ...]) -> Iterator[tuple[PhaseWindow, list[str]]]:
+    """Every candidate window of :func:`phase_change_window` in the order it tries them
+    (finest scale first, then steepest first) with the gates each fails; nothing for fewer
+    than 5 usable checkpoints."""
     x, y = log_tokens_and(tokens, icl)
     if x.size < 5:
-        return None
+        return
     gates = dict(min_drop=min_drop, min_z=min_z, min_step_z=min_step_z, min_share=min_share,
                  max_width=max_width_fraction * (x[-1] - x[0]))
     for scale in scales:
-        window = _first_passing(x, y, bandwidth * scale, fraction, **gates)
-        if window is not None:
-            return window
-    return None
-
-
-def _first_passing(x: np.ndarray, y: np.ndarray, bandwidth: float, fraction: float, *,
-                   min_drop: float, min_z: float, min_step_z: float, min_share: float,
-                   max_width: float) -> PhaseWindow | None:
-    """Steps 1-3 of :func:`phase_change_window` at one bandwidth."""
-    for window in _ungated(x, y, bandwidth, fraction):
-        if not failed_gates(window, min_drop=min_drop, min_z=min_z, min_step_z=min_step_z,
-                            min_share=min_share, max_width=max_width):
-            return window  # the steepest candidate that passes
-    return None
+        for window in _ungated(x, y, bandwidth * scale, fraction):
+            yield window, failed_gates(window, **gates)
 
 
 def _ungated(x: np.ndarray, y: np.ndarray, bandwidth: float, fraction: float) -> Iterator[PhaseWindow]:
@@ -180,28 +194,6 @@ def failed_gates(window: PhaseWindow, *, min_drop: float, min_z: float, min_step
     if not window.width_decades <= max_width:
         failed.append(f"width {window.width_decades:.2f} > {max_width:.2f} decades")
     return failed
-
-
-def nearest_miss(tokens: np.ndarray, icl: np.ndarray, bandwidth: float = BANDWIDTH,
-                 fraction: float = 0.3, min_drop: float = 0.1, min_z: float = MIN_Z,
-                 min_step_z: float = MIN_STEP_Z, min_share: float = 0.25,
-                 max_width_fraction: float = 0.35, scales: tuple[float, ...] = SCALES
-                 ) -> tuple[PhaseWindow, list[str]] | None:
-    """When :func:`phase_change_window` finds nothing, the candidate that came closest, with
-    the gates it failed: the evidence behind "no window". Closest = fewest gates failed, then
-    the largest z, over every candidate at every scale; None when there is no candidate at
-    all (the smoothed score never falls, or falls only from the first checkpoint). Same
-    arguments as :func:`phase_change_window`; it decides nothing."""
-    x, y = log_tokens_and(tokens, icl)
-    if x.size < 5:
-        return None
-    gates = dict(min_drop=min_drop, min_z=min_z, min_step_z=min_step_z, min_share=min_share,
-                 max_width=max_width_fraction * (x[-1] - x[0]))
-    scored = [(window, failed_gates(window, **gates)) for scale in scales
-              for window in _ungated(x, y, bandwidth * scale, fraction)]
-    if not scored:
-        return None
-    return min(scored, key=lambda pair: (len(pair[1]), -pair[0].z))
 
 
 def _candidates(slope: np.ndarray) -> np.ndarray:
@@ -294,3 +286,9 @@ def _step_z(tokens: np.ndarray, y: np.ndarray, start: float, end: float, noise: 
     row = np.linalg.solve(gram, design.T)[3]  # d = row @ y[near]
     # The near checkpoints are consecutive, so the noise model applies to them as it stands.
     return float(-(row @ y[near]) / noise.sd_of(row))
+
+
+# phase_change_window's keyword defaults, the one place nearest_miss takes them from
+_RULE_DEFAULTS: dict[str, Any] = {name: p.default for name, p in
+                                  inspect.signature(phase_change_window).parameters.items()
+                                  if p.default is not inspect.Parameter.empty}
